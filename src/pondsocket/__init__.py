@@ -1,0 +1,1 @@
+"""PondSocket: realtime channels for Python."""
