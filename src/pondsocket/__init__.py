@@ -1,1 +1,56 @@
-"""PondSocket: realtime channels for Python."""
+"""PondSocket: realtime channels for Python, wire-compatible with the PondSocket JS client."""
+
+from pondsocket.core.channel import Channel
+from pondsocket.core.contexts import (
+    ConnectionContext,
+    EventContext,
+    JoinContext,
+    LeaveContext,
+    OutgoingContext,
+)
+from pondsocket.core.endpoint import Endpoint
+from pondsocket.core.lobby import Lobby
+from pondsocket.core.metrics import Metrics
+from pondsocket.core.options import OverflowPolicy, PondOptions
+from pondsocket.core.outlet import CloseCode
+from pondsocket.core.server import PondSocket
+from pondsocket.core.user import User
+from pondsocket.errors import (
+    AlreadyDecidedError,
+    HandlerError,
+    NotJoinedError,
+    PayloadError,
+    PondSocketError,
+    PresenceError,
+    UsageError,
+)
+from pondsocket.pubsub import InMemoryPubSub, PubSub
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AlreadyDecidedError",
+    "Channel",
+    "CloseCode",
+    "ConnectionContext",
+    "Endpoint",
+    "EventContext",
+    "HandlerError",
+    "InMemoryPubSub",
+    "JoinContext",
+    "LeaveContext",
+    "Lobby",
+    "Metrics",
+    "NotJoinedError",
+    "OutgoingContext",
+    "OverflowPolicy",
+    "PayloadError",
+    "PondOptions",
+    "PondSocket",
+    "PondSocketError",
+    "PresenceError",
+    "PubSub",
+    "UsageError",
+    "User",
+    "__version__",
+]

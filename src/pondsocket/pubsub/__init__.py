@@ -1,1 +1,19 @@
+"""PubSub: the bus between nodes. ``InMemoryPubSub`` is the embedded default."""
 
+from pondsocket.pubsub.base import (
+    MessageHandler,
+    PubSub,
+    PubSubClosedError,
+    PubSubError,
+    Subscription,
+)
+from pondsocket.pubsub.memory import InMemoryPubSub
+
+__all__ = [
+    "InMemoryPubSub",
+    "MessageHandler",
+    "PubSub",
+    "PubSubClosedError",
+    "PubSubError",
+    "Subscription",
+]

@@ -1,0 +1,194 @@
+"""An endpoint: a URL path where clients connect, its connection handler and its lobbies."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pondsocket.core.channel import Channel
+from pondsocket.core.contexts import ConnectionContext, Decision
+from pondsocket.core.invoke import Middleware, run_chain
+from pondsocket.core.lobby import JoinHandler, Lobby
+from pondsocket.core.metrics import Metrics
+from pondsocket.core.options import PondOptions
+from pondsocket.core.outlet import CloseCode, Outlet
+from pondsocket.core.request import ConnectionRequest
+from pondsocket.core.tasks import TaskSet
+from pondsocket.core.user import Connection
+from pondsocket.errors import HandlerError, UsageError
+from pondsocket.routing import Route, compile_pattern
+from pondsocket.wire.codec import encode_frame, new_request_id
+from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_CONNECTION, ServerAction
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from pondsocket.core.session import Session
+
+log = logging.getLogger("pondsocket.endpoint")
+
+ConnectionHandler = Callable[[ConnectionContext], Any]
+UNDECIDED_CONNECTION = "Connection handler completed without accepting or declining the request"
+
+
+class Endpoint:
+    def __init__(
+        self,
+        path: str,
+        handler: ConnectionHandler,
+        middleware: tuple[Middleware, ...],
+        options: PondOptions,
+        metrics: Metrics,
+        tasks: TaskSet,
+    ) -> None:
+        self.pattern = compile_pattern(path)
+        self.path = path
+        self._handler = handler
+        self._middleware = middleware
+        self.options = options
+        self.metrics = metrics
+        self._tasks = tasks
+        self._lobbies: list[Lobby] = []
+        self._channels: dict[str, Channel] = {}
+        self._connections: dict[str, Connection] = {}
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.path!r} connections={len(self._connections)}>"
+
+    # -- declaring channels --------------------------------------------------
+
+    def create_channel(
+        self, pattern: str, handler: JoinHandler | None = None, *middleware: Middleware
+    ) -> Any:
+        """Declare channels matching ``pattern`` (``/chat/:room``) with their join handler.
+
+        Returns the :class:`Lobby`; without a handler, works as a decorator that returns it.
+        """
+        if any(lobby.pattern.pattern == pattern for lobby in self._lobbies):
+            raise UsageError(f"channel pattern {pattern!r} is already registered on {self.path!r}")
+
+        def add(fn: JoinHandler) -> Lobby:
+            lobby = Lobby(pattern, fn, middleware)
+            self._lobbies.append(lobby)
+            return lobby
+
+        if handler is not None:
+            return add(handler)
+        compile_pattern(pattern)  # fail at the decorator line, not later
+        return add
+
+    def find_lobby(self, channel_name: str) -> tuple[Lobby, Route] | None:
+        for lobby in self._lobbies:
+            route = lobby.pattern.match(channel_name)
+            if route is not None:
+                return lobby, route
+        return None
+
+    # -- connections (called by transports) ----------------------------------
+
+    async def handshake(self, request: ConnectionRequest, route: Route) -> ConnectionContext:
+        """Run the connection handler; the returned context holds the decision."""
+        ctx = ConnectionContext(request, route, str(uuid.uuid4()))
+        try:
+            await run_chain(ctx, self._middleware, self._handler)
+        except HandlerError as exc:
+            if ctx.decision is Decision.PENDING:
+                ctx.decline(exc.status if 400 <= exc.status <= 599 else 500, exc.message)
+        except Exception:
+            log.exception("connection handler of %s failed", self.path)
+            self.metrics.handler_errors += 1
+            if ctx.decision is Decision.PENDING:
+                ctx.decline(500, "Internal Server Error")
+        if ctx.decision is Decision.PENDING:
+            ctx.decline(500, UNDECIDED_CONNECTION)
+        if ctx.accepted:
+            self.metrics.connections_accepted += 1
+        else:
+            self.metrics.connections_declined += 1
+        return ctx
+
+    def open(self, ctx: ConnectionContext, outlet: Outlet) -> Session:
+        """Register an accepted connection and send its CONNECTION frame (first, always)."""
+        from pondsocket.core.session import Session
+
+        if not ctx.accepted:
+            raise UsageError("open() needs an accepted handshake")
+        connection = Connection(ctx.connection_id, outlet, dict(ctx.assigns), self.path)
+        self._connections[connection.id] = connection
+        self.metrics.connections_open += 1
+        outlet.send(
+            encode_frame(
+                ServerAction.CONNECT,
+                EVENT_CONNECTION,
+                ENDPOINT_CHANNEL,
+                new_request_id(),
+                {"connectionId": connection.id},
+            )
+        )
+        for event, payload in ctx.replies:
+            outlet.send(
+                encode_frame(
+                    ServerAction.BROADCAST, event, ENDPOINT_CHANNEL, new_request_id(), payload
+                )
+            )
+        return Session(self, connection)
+
+    def forget(self, connection: Connection) -> None:
+        if self._connections.pop(connection.id, None) is not None:
+            self.metrics.connections_open -= 1
+
+    # -- channel registry (ChannelHost) --------------------------------------
+
+    def get_or_create_channel(self, name: str, lobby: Lobby) -> Channel:
+        channel = self._channels.get(name)
+        if channel is None:
+            channel = self._channels[name] = Channel(name, lobby, self)
+        return channel
+
+    def drop_channel(self, channel: Channel) -> None:
+        if self._channels.get(channel.name) is channel:
+            del self._channels[channel.name]
+
+    def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        self._tasks.spawn(coro, what)
+
+    # -- server-side API -----------------------------------------------------
+
+    @property
+    def channel_names(self) -> list[str]:
+        return list(self._channels)
+
+    def get_channel(self, name: str) -> Channel | None:
+        return self._channels.get(name)
+
+    @property
+    def connection_ids(self) -> list[str]:
+        return list(self._connections)
+
+    def get_connection_assigns(self, connection_id: str) -> dict[str, Any] | None:
+        connection = self._connections.get(connection_id)
+        return None if connection is None else dict(connection.assigns)
+
+    def broadcast(self, channel_name: str, event: str, payload: dict[str, Any]) -> bool:
+        """Broadcast into a channel by name; ``False`` if no such channel is open here."""
+        channel = self._channels.get(channel_name)
+        if channel is None:
+            return False
+        channel.broadcast(event, payload)
+        return True
+
+    def close_connection(
+        self, connection_id: str, code: int = CloseCode.CLOSED_BY_SERVER, reason: str = ""
+    ) -> bool:
+        """Close a client connection; its channels see it leave (``connection_closed``)."""
+        connection = self._connections.get(connection_id)
+        if connection is None:
+            return False
+        connection.outlet.close(code, reason)
+        return True
+
+    def close_all(self, code: int, reason: str) -> None:
+        for connection in list(self._connections.values()):
+            connection.outlet.close(code, reason)

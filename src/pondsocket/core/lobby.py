@@ -1,0 +1,107 @@
+"""A channel pattern and its handlers ("lobby"): join, events, outgoing, leave."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pondsocket.core.invoke import Middleware, call_handler
+from pondsocket.core.user import User
+from pondsocket.errors import UsageError
+from pondsocket.routing import PathPattern, Route, compile_pattern
+
+if TYPE_CHECKING:
+    from pondsocket.core.channel import Channel
+    from pondsocket.core.contexts import EventContext, JoinContext, LeaveContext, OutgoingContext
+
+log = logging.getLogger("pondsocket.lobby")
+
+JoinHandler = Callable[["JoinContext"], Any]
+EventHandler = Callable[["EventContext"], Any]
+LeaveHandler = Callable[["LeaveContext"], Any]
+OutgoingHandler = Callable[["OutgoingContext"], None]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Lobby:
+    """Handlers shared by every channel whose name matches ``pattern``."""
+
+    def __init__(
+        self, pattern: str, handler: JoinHandler, middleware: tuple[Middleware, ...]
+    ) -> None:
+        self.pattern: PathPattern = compile_pattern(pattern)
+        self.join_handler = handler
+        self.middleware = middleware
+        self._events: list[tuple[PathPattern, EventHandler]] = []
+        self._outgoing: list[tuple[PathPattern, OutgoingHandler]] = []
+        self._outgoing_cache: dict[str, tuple[OutgoingHandler, ...]] = {}
+        self.leave_handlers: list[LeaveHandler] = []
+
+    def __repr__(self) -> str:
+        return f"<Lobby {self.pattern.pattern!r}>"
+
+    def on_message(self, event_pattern: str, handler: EventHandler | None = None) -> Any:
+        """Handle client events whose name matches ``event_pattern`` (first match wins).
+
+        Usable directly, ``lobby.on_message("ping", fn)``, or as a decorator.
+        """
+        return self._register(
+            handler, lambda fn: self._events.append((compile_pattern(event_pattern), fn))
+        )
+
+    def on_leave(self, handler: LeaveHandler | None = None) -> Any:
+        """Run ``handler(LeaveContext)`` whenever a user leaves a channel of this lobby."""
+        return self._register(handler, self.leave_handlers.append)
+
+    def on_outgoing(self, event_pattern: str, handler: OutgoingHandler | None = None) -> Any:
+        """Intercept outgoing broadcasts per recipient: ``ctx.transform(...)`` or ``ctx.block()``.
+
+        Outgoing handlers run inside the fan-out loop, once per recipient, so they must be
+        plain (non-async) functions and fast.
+        """
+
+        def add(fn: OutgoingHandler) -> None:
+            if inspect.iscoroutinefunction(fn):
+                raise UsageError("outgoing handlers must be plain functions, not coroutines")
+            self._outgoing.append((compile_pattern(event_pattern), fn))
+            self._outgoing_cache.clear()
+
+        return self._register(handler, add)
+
+    @staticmethod
+    def _register(handler: F | None, add: Callable[[F], None]) -> Any:
+        if handler is not None:
+            add(handler)
+            return handler
+
+        def decorator(fn: F) -> F:
+            add(fn)
+            return fn
+
+        return decorator
+
+    def find_event_handler(self, event: str) -> tuple[EventHandler, Route] | None:
+        for pattern, handler in self._events:
+            route = pattern.match(event)
+            if route is not None:
+                return handler, route
+        return None
+
+    def outgoing_handlers_for(self, event: str) -> tuple[OutgoingHandler, ...]:
+        if not self._outgoing:
+            return ()
+        cached = self._outgoing_cache.get(event)
+        if cached is None:
+            cached = tuple(h for p, h in self._outgoing if p.match(event) is not None)
+            if len(self._outgoing_cache) < 4096:  # bounded: event names come from clients
+                self._outgoing_cache[event] = cached
+        return cached
+
+    async def run_leave(
+        self, handler: LeaveHandler, channel: Channel, user: User, reason: str
+    ) -> None:
+        from pondsocket.core.contexts import LeaveContext
+
+        await call_handler(handler, LeaveContext(channel, user, reason))

@@ -1,0 +1,24 @@
+"""Counters a server keeps; read them from ``pond.metrics`` (cheap: plain ints)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(slots=True)
+class Metrics:
+    connections_accepted: int = 0
+    connections_declined: int = 0
+    connections_open: int = 0
+    messages_received: int = 0
+    protocol_errors: int = 0
+    """Inbound messages answered with an error frame (malformed, oversized, unknown...)."""
+    rate_limited: int = 0
+    frames_dropped: int = 0
+    """Frames dropped for a full outgoing queue (overflow policy ``drop``)."""
+    slow_consumer_closes: int = 0
+    """Connections closed because their outgoing queue was full (policy ``close``)."""
+    handler_errors: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)

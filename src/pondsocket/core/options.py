@@ -1,0 +1,65 @@
+"""Server options, validated once when the server is built."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from pondsocket.errors import UsageError
+
+
+class OverflowPolicy(enum.StrEnum):
+    """What happens when a connection's outgoing queue is full (a slow or stuck client)."""
+
+    CLOSE = "close"
+    """Close that connection with :attr:`CloseCode.SLOW_CONSUMER` (default): the client
+    reconnects and resyncs, and nobody else waits for it."""
+    DROP = "drop"
+    """Drop the new frame for that connection only, count it and log it; the connection stays."""
+
+
+@dataclass(frozen=True, slots=True)
+class PondOptions:
+    """Tunables for a :class:`~pondsocket.PondSocket` server. Every limit is per connection."""
+
+    max_message_size: int = 1024 * 1024
+    """Largest inbound message in bytes; larger ones get a 413 error frame (connection stays)."""
+    max_frame_size: int | None = None
+    """Hard transport limit; frames above it close the connection with 1009.
+    Default: 4 x ``max_message_size``."""
+    outbox_max_bytes: int = 4 * 1024 * 1024
+    """Bound of the outgoing queue of one connection, in bytes of encoded frames."""
+    overflow_policy: OverflowPolicy = OverflowPolicy.CLOSE
+    ping_interval: float | None = 20.0
+    """Seconds between WebSocket pings; ``None`` disables keep-alive (not recommended)."""
+    ping_timeout: float | None = 20.0
+    """Seconds to wait for the pong before the peer is declared dead and closed."""
+    rate_limit: float | None = 500.0
+    """Sustained inbound messages per second per connection; ``None`` disables the limit.
+    Messages over the limit are refused with a 429 error frame each (not processed)."""
+    rate_burst: int = 1000
+    """How many messages a connection may send at once before the rate limit applies."""
+    app_heartbeat_interval: float | None = None
+    """Send a ``SYSTEM``/``HEARTBEAT`` frame this often, for JS clients using ``pingInterval``."""
+    eviction_notice_event: str = "kicked_out"
+    """Event sent to an evicted user (JS server name)."""
+    eviction_broadcast_event: str = "kicked"
+    """Event sent to the channel when a user is evicted (JS server name)."""
+
+    def __post_init__(self) -> None:
+        if self.max_message_size <= 0:
+            raise UsageError("max_message_size must be positive")
+        if self.max_frame_size is not None and self.max_frame_size < self.max_message_size:
+            raise UsageError("max_frame_size must be >= max_message_size")
+        if self.outbox_max_bytes <= 0:
+            raise UsageError("outbox_max_bytes must be positive")
+        if self.rate_limit is not None and (self.rate_limit <= 0 or self.rate_burst < 1):
+            raise UsageError("rate_limit must be positive and rate_burst >= 1")
+        for name in ("ping_interval", "ping_timeout", "app_heartbeat_interval"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"{name} must be positive or None")
+
+    @property
+    def transport_frame_limit(self) -> int:
+        return self.max_frame_size or 4 * self.max_message_size

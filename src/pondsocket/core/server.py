@@ -1,0 +1,94 @@
+"""``PondSocket``: the server object applications build and transports serve."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pondsocket.core.endpoint import ConnectionHandler, Endpoint
+from pondsocket.core.invoke import Middleware
+from pondsocket.core.metrics import Metrics
+from pondsocket.core.options import PondOptions
+from pondsocket.core.outlet import CloseCode
+from pondsocket.core.tasks import TaskSet
+from pondsocket.errors import UsageError
+from pondsocket.pubsub.base import PubSub
+from pondsocket.pubsub.memory import InMemoryPubSub
+from pondsocket.routing import Route
+
+if TYPE_CHECKING:
+    from pondsocket.transports.asgi import ASGIApp
+
+log = logging.getLogger("pondsocket")
+
+
+class PondSocket:
+    """A PondSocket server: endpoints, their channels, and the pubsub that links nodes.
+
+    >>> pond = PondSocket()
+    >>> endpoint = pond.create_endpoint("/api/socket", lambda ctx: ctx.accept())
+    """
+
+    def __init__(self, options: PondOptions | None = None, pubsub: PubSub | None = None) -> None:
+        self.options = options or PondOptions()
+        self.pubsub: PubSub = pubsub if pubsub is not None else InMemoryPubSub()
+        self.metrics = Metrics()
+        self._tasks = TaskSet()
+        self._endpoints: list[Endpoint] = []
+        self._asgi: ASGIApp | None = None
+
+    def create_endpoint(
+        self, path: str, handler: ConnectionHandler | None = None, *middleware: Middleware
+    ) -> Any:
+        """Declare an endpoint at ``path`` whose ``handler(ConnectionContext)`` accepts or
+        declines each connection. Without a handler, works as a decorator returning the
+        :class:`Endpoint`."""
+        if any(e.path == path for e in self._endpoints):
+            raise UsageError(f"endpoint {path!r} is already registered")
+
+        def add(fn: ConnectionHandler) -> Endpoint:
+            endpoint = Endpoint(path, fn, middleware, self.options, self.metrics, self._tasks)
+            self._endpoints.append(endpoint)
+            return endpoint
+
+        return add(handler) if handler is not None else add
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return list(self._endpoints)
+
+    def match(self, path: str) -> tuple[Endpoint, Route] | None:
+        """The first endpoint (in registration order) whose pattern matches ``path``."""
+        for endpoint in self._endpoints:
+            route = endpoint.pattern.match(path)
+            if route is not None:
+                return endpoint, route
+        return None
+
+    @property
+    def asgi(self) -> ASGIApp:
+        """This server as an ASGI application (mount it in Starlette/FastAPI, run by uvicorn)."""
+        if self._asgi is None:
+            from pondsocket.transports.asgi import ASGIApp
+
+            self._asgi = ASGIApp(self)
+        return self._asgi
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 8080, **kwargs: Any) -> None:
+        """Run the standalone WebSocket server until cancelled."""
+        from pondsocket.transports.standalone import serve
+
+        await serve(self, host, port, **kwargs)
+
+    def run(self, host: str = "127.0.0.1", port: int = 8080, **kwargs: Any) -> None:
+        """Blocking: run :meth:`serve` in a fresh event loop (uvloop when installed)."""
+        from pondsocket.transports.standalone import run
+
+        run(self, host, port, **kwargs)
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Close every connection (1001) and wait for leave handlers, then close the pubsub."""
+        for endpoint in self._endpoints:
+            endpoint.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        await self._tasks.drain(timeout)
+        await self.pubsub.close()

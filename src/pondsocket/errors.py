@@ -1,0 +1,48 @@
+"""Exceptions raised by PondSocket.
+
+    PondSocketError
+    ├── UsageError (also RuntimeError)      the API was called wrongly; the message says how to fix it
+    │   ├── AlreadyDecidedError             accept/decline called twice, or after the other
+    │   └── NotJoinedError                  a channel operation for a user who is not a member
+    ├── PayloadError (also TypeError)       a payload/presence/assigns value is not a JSON object
+    ├── PresenceError                       track/update/untrack in the wrong presence state
+    └── HandlerError                        raised by applications to answer with a status code
+
+Errors that reach a client carry their wire status (``status``), like Starlette's
+``HTTPException``: raise ``HandlerError("no such room", status=404)`` from any handler.
+"""
+
+from __future__ import annotations
+
+
+class PondSocketError(Exception):
+    """Base class of every PondSocket exception."""
+
+
+class UsageError(PondSocketError, RuntimeError):
+    """The public API was used in a way it does not support."""
+
+
+class AlreadyDecidedError(UsageError):
+    """A request was accepted or declined more than once."""
+
+
+class NotJoinedError(UsageError):
+    """The user is not a member of the channel the operation names."""
+
+
+class PayloadError(PondSocketError, TypeError):
+    """A value that must be a JSON object (dict with str keys) was something else."""
+
+
+class PresenceError(PondSocketError):
+    """A presence operation that does not fit the user's presence state."""
+
+
+class HandlerError(PondSocketError):
+    """Raise from a handler to refuse a request with a status code and message."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status

@@ -1,0 +1,72 @@
+"""The PubSub interface every broker backend implements.
+
+Spec for backend authors:
+
+* A *topic* is a string. A *pattern* is either an exact topic or a prefix followed by
+  ``.*``, which matches every topic starting with that prefix (``pond.chat.*`` matches
+  ``pond.chat.room1``). Handlers are ``async def handler(topic: str, data: bytes)``.
+* ``subscribe(pattern, handler)`` returns a :class:`Subscription`; cancelling it removes
+  that handler only. The broker-side subscription is reference-counted: the last handler
+  of a pattern gone, the backend unsubscribes from the broker.
+* ``unsubscribe(pattern)`` drops every handler of the pattern.
+* ``publish(topic, data)`` sends bytes to every subscriber of a matching pattern, this
+  node's own included (the cluster layer filters its own messages).
+* Delivery is per topic in publish order. A handler never blocks the reader or other
+  handlers: each subscription has a bounded queue, and when it is full the message is
+  dropped for that subscription, counted (``dropped``) and logged. A handler that raises
+  is logged with the topic and traceback and delivery goes on.
+* ``close()`` is idempotent; any later call raises :class:`PubSubClosedError`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+
+from pondsocket.errors import PondSocketError
+
+MessageHandler = Callable[[str, bytes], Awaitable[None]]
+
+
+class PubSubError(PondSocketError):
+    """A pubsub backend failed."""
+
+
+class PubSubClosedError(PubSubError, RuntimeError):
+    """The pubsub was closed; create a new one."""
+
+
+def validate_pattern(pattern: str) -> None:
+    if not pattern:
+        raise ValueError("pubsub pattern must not be empty")
+    if "*" in pattern and not (pattern.endswith(".*") and pattern.count("*") == 1):
+        raise ValueError(f"pubsub pattern {pattern!r}: '*' is only allowed as a final '.*'")
+
+
+def pattern_matches(pattern: str, topic: str) -> bool:
+    if pattern.endswith(".*"):
+        return topic.startswith(pattern[:-1])
+    return topic == pattern
+
+
+class Subscription(abc.ABC):
+    """One handler's subscription; cancel it to stop delivery to that handler."""
+
+    pattern: str
+
+    @abc.abstractmethod
+    async def cancel(self) -> None: ...
+
+
+class PubSub(abc.ABC):
+    @abc.abstractmethod
+    async def subscribe(self, pattern: str, handler: MessageHandler) -> Subscription: ...
+
+    @abc.abstractmethod
+    async def unsubscribe(self, pattern: str) -> None: ...
+
+    @abc.abstractmethod
+    async def publish(self, topic: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...

@@ -1,0 +1,153 @@
+"""Drive a PondSocket server in process, without sockets: for application tests.
+
+async def test_echo():
+    client = TestClient(pond)
+    conn = await client.connect("/api/socket", query="token=abc")
+    await conn.join("/chat/lobby", {"name": "alice"})
+    reply = await conn.request("/chat/lobby", "echo", {"text": "hi"})
+    assert reply["payload"] == {"text": "hi"}
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+
+from pondsocket.core.contexts import ConnectionContext
+from pondsocket.core.request import ConnectionRequest
+from pondsocket.core.server import PondSocket
+from pondsocket.core.session import Session
+from pondsocket.errors import PondSocketError
+
+Frame = dict[str, Any]
+
+
+class ConnectionDeclined(PondSocketError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"connection declined: {status} {message}")
+        self.status, self.message = status, message
+
+
+class RecordingOutlet:
+    """An outlet that keeps every frame it is given, decoded."""
+
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self.closed: tuple[int, str] | None = None
+
+    def send(self, frame: bytes) -> None:
+        if self.closed is None:
+            self.frames.append(orjson.loads(frame))
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed is None:
+            self.closed = (code, reason)
+
+
+class TestConnection:
+    __test__ = False  # not a pytest class
+
+    def __init__(self, session: Session, outlet: RecordingOutlet, ctx: ConnectionContext) -> None:
+        self.session = session
+        self.outlet = outlet
+        self.context = ctx
+        self._read = 0
+
+    @property
+    def id(self) -> str:
+        return self.session.connection_id
+
+    @property
+    def frames(self) -> list[Frame]:
+        return self.outlet.frames
+
+    def take(self) -> list[Frame]:
+        """Frames received since the last ``take()``."""
+        new = self.outlet.frames[self._read :]
+        self._read = len(self.outlet.frames)
+        return new
+
+    def frames_for(self, channel: str, **match: Any) -> list[Frame]:
+        return [
+            f
+            for f in self.outlet.frames
+            if f["channelName"] == channel and all(f.get(k) == v for k, v in match.items())
+        ]
+
+    async def send_raw(self, data: bytes | str) -> None:
+        await self.session.receive(data)
+
+    async def send_message(
+        self,
+        action: str,
+        channel: str,
+        event: str,
+        payload: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> str:
+        request_id = request_id or str(uuid.uuid4())
+        message = {
+            "action": action,
+            "event": event,
+            "channelName": channel,
+            "requestId": request_id,
+            "payload": payload or {},
+        }
+        await self.session.receive(orjson.dumps(message))
+        return request_id
+
+    async def join(self, channel: str, payload: dict[str, Any] | None = None) -> Frame:
+        """Join; returns the ACK or the refusal frame."""
+        request_id = await self.send_message("JOIN_CHANNEL", channel, "JOIN_CHANNEL", payload)
+        return self._answer(request_id)
+
+    async def send(self, channel: str, event: str, payload: dict[str, Any] | None = None) -> str:
+        return await self.send_message("BROADCAST", channel, event, payload)
+
+    async def request(
+        self, channel: str, event: str, payload: dict[str, Any] | None = None
+    ) -> Frame:
+        """Send an event and return the first non-presence frame echoing its requestId."""
+        request_id = await self.send(channel, event, payload)
+        return self._answer(request_id)
+
+    async def leave(self, channel: str) -> None:
+        await self.send_message("LEAVE_CHANNEL", channel, "LEAVE_CHANNEL")
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def _answer(self, request_id: str) -> Frame:
+        for frame in self.outlet.frames:
+            if frame["requestId"] == request_id and frame["action"] != "PRESENCE":
+                return frame
+        raise AssertionError(f"no frame answered request {request_id}")
+
+
+class TestClient:
+    __test__ = False
+
+    def __init__(self, pond: PondSocket) -> None:
+        self.pond = pond
+
+    async def connect(
+        self,
+        path: str,
+        query: str = "",
+        headers: dict[str, str] | None = None,
+        client: tuple[str, int] | None = ("127.0.0.1", 50000),
+    ) -> TestConnection:
+        """Run the connection handler; raises :class:`ConnectionDeclined` when declined."""
+        found = self.pond.match(f"{path}?{query}" if query else path)
+        if found is None:
+            raise ConnectionDeclined(404, "Not Found")
+        endpoint, route = found
+        request = ConnectionRequest.from_raw(path, query, (headers or {}).items(), client)
+        ctx = await endpoint.handshake(request, route)
+        if not ctx.accepted:
+            raise ConnectionDeclined(ctx.decline_status, ctx.decline_message)
+        outlet = RecordingOutlet()
+        session = endpoint.open(ctx, outlet)
+        return TestConnection(session, outlet, ctx)

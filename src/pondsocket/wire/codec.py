@@ -1,0 +1,126 @@
+"""Decode client messages and encode server frames (PROTOCOL.md §1.4).
+
+Decoding never raises: it returns a :class:`ClientMessage` or a :class:`DecodeError` that
+carries whatever ``requestId``/``channelName`` could still be read, so the error frame can
+be correlated by the client.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import orjson
+
+from pondsocket.errors import PayloadError
+from pondsocket.wire.messages import (
+    ENDPOINT_CHANNEL,
+    EVENT_INVALID_MESSAGE,
+    ClientMessage,
+    ErrorCode,
+    ServerAction,
+)
+
+_decoder = msgspec.json.Decoder(ClientMessage)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeError:
+    """Why a client message was rejected, with what could be salvaged for the reply."""
+
+    code: ErrorCode
+    message: str
+    status: int
+    request_id: str | None = None
+    channel_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationPing:
+    """``{"action":"ping"}`` sent by the JS client's ``pingInterval`` option: ignore it."""
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def decode_client_message(data: bytes | str) -> ClientMessage | DecodeError | ApplicationPing:
+    try:
+        message = _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        return _salvage(data, f"Invalid message: {exc}")
+    except msgspec.DecodeError as exc:
+        return DecodeError(ErrorCode.INVALID_MESSAGE, f"Malformed JSON: {exc}", 400)
+    if not message.channelName or not message.requestId:
+        return DecodeError(
+            ErrorCode.INVALID_MESSAGE,
+            "Invalid message: channelName and requestId must be non-empty",
+            400,
+            request_id=message.requestId or None,
+            channel_name=message.channelName or None,
+        )
+    return message
+
+
+def _salvage(data: bytes | str, reason: str) -> DecodeError | ApplicationPing:
+    # Slow path, only for invalid messages: read what we can to correlate the error frame.
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raw = None
+    if not isinstance(raw, dict):
+        return DecodeError(
+            ErrorCode.INVALID_MESSAGE, "Invalid message: expected a JSON object", 400
+        )
+    if raw.get("action") == "ping" and len(raw) <= 2:
+        return ApplicationPing()
+    request_id = raw.get("requestId")
+    channel_name = raw.get("channelName")
+    return DecodeError(
+        ErrorCode.INVALID_MESSAGE,
+        reason,
+        400,
+        request_id=request_id if isinstance(request_id, str) and request_id else None,
+        channel_name=channel_name if isinstance(channel_name, str) and channel_name else None,
+    )
+
+
+def encode_frame(
+    action: ServerAction, event: str, channel_name: str, request_id: str, payload: dict[str, Any]
+) -> bytes:
+    """Serialise one server frame. orjson escapes control characters, so no raw newline."""
+    try:
+        return orjson.dumps(
+            {
+                "action": action.value,
+                "event": event,
+                "channelName": channel_name,
+                "requestId": request_id,
+                "payload": payload,
+            }
+        )
+    except TypeError as exc:
+        raise PayloadError(f"payload of event {event!r} is not JSON-serialisable: {exc}") from exc
+
+
+def error_payload(code: str, message: str, status: int) -> dict[str, Any]:
+    """The JS error payload shape, understood by every client version."""
+    return {
+        "code": code,
+        "message": message,
+        "status": status,
+        "statusCode": status,
+        "error": {"message": message, "status": status},
+    }
+
+
+def protocol_error_frame(error: DecodeError) -> bytes:
+    return encode_frame(
+        ServerAction.ERROR,
+        EVENT_INVALID_MESSAGE,
+        error.channel_name or ENDPOINT_CHANNEL,
+        error.request_id or new_request_id(),
+        error_payload(error.code.value, error.message, error.status),
+    )
