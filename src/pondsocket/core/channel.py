@@ -8,7 +8,7 @@ payload are the exception: they take a per-recipient path).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pondsocket.core.options import PondOptions
@@ -37,9 +37,12 @@ class ChannelHost(Protocol):
 
 
 def check_object(value: object, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise PayloadError(f"{what} must be a dict (a JSON object), got {type(value).__name__}")
-    return value
+    """Payloads, presence and assigns are JSON objects: the JS client rejects anything else."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise PayloadError(f"{what} must be a dict (a JSON object), got {type(value).__name__}")
 
 
 class Channel:

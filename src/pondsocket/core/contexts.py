@@ -84,7 +84,7 @@ class ConnectionContext(_Decidable):
         """Accept the connection; ``assigns`` become the user's connection-level assigns."""
         self._decide(Decision.ACCEPTED)
         if assigns is not None:
-            self.assigns.update(check_object(dict(assigns), "assigns"))
+            self.assigns.update(check_object(assigns, "assigns"))
         return self
 
     def decline(self, status: int = 400, message: str = "Unauthorized connection") -> None:
@@ -95,12 +95,12 @@ class ConnectionContext(_Decidable):
         self.decline_status, self.decline_message = status, message
 
     def assign(self, assigns: Mapping[str, Any]) -> ConnectionContext:
-        self.assigns.update(check_object(dict(assigns), "assigns"))
+        self.assigns.update(check_object(assigns, "assigns"))
         return self
 
     def reply(self, event: str, payload: Mapping[str, Any]) -> ConnectionContext:
         """Send a connection-level frame right after the CONNECTION frame (if accepted)."""
-        self.replies.append((event, dict(check_object(dict(payload), "payload"))))
+        self.replies.append((event, dict(check_object(payload, "payload"))))
         return self
 
 
@@ -133,7 +133,9 @@ class _ChannelActions:
     def reply(self, event: str, payload: Mapping[str, Any]) -> _ChannelActions:
         """Answer the requesting user only, echoing its ``requestId``."""
         self._require_member()
-        self.channel.send_system(event, dict(payload), [self._user_id], self._request_id)
+        self.channel.send_system(
+            event, check_object(payload, "payload"), [self._user_id], self._request_id
+        )
         return self
 
     def broadcast(self, event: str, payload: dict[str, Any]) -> _ChannelActions:
@@ -168,7 +170,7 @@ class _ChannelActions:
 
     def assign(self, assigns: Mapping[str, Any]) -> _ChannelActions:
         self._require_member()
-        self.channel.assign(self._user_id, dict(assigns))
+        self.channel.assign(self._user_id, check_object(assigns, "assigns"))
         return self
 
     def evict(self, reason: str, user_ids: str | Iterable[str]) -> _ChannelActions:
@@ -224,7 +226,7 @@ class JoinContext(_Decidable, _ChannelActions):
     def accept(self, assigns: Mapping[str, Any] | None = None) -> JoinContext:
         """Admit the user; it gets the ACK before anything else of this channel."""
         if assigns is not None:
-            self._member.assigns.update(check_object(dict(assigns), "assigns"))
+            self._member.assigns.update(check_object(assigns, "assigns"))
         self._decide(Decision.ACCEPTED)
         self._on_accept()
         return self
@@ -235,7 +237,7 @@ class JoinContext(_Decidable, _ChannelActions):
 
     def assign(self, assigns: Mapping[str, Any]) -> JoinContext:
         if not self.accepted:  # before accept: staged with the join
-            self._member.assigns.update(check_object(dict(assigns), "assigns"))
+            self._member.assigns.update(check_object(assigns, "assigns"))
             return self
         super().assign(assigns)
         return self

@@ -1,0 +1,108 @@
+import orjson
+import pytest
+
+from pondsocket.errors import PayloadError
+from pondsocket.wire import (
+    ApplicationPing,
+    ClientMessage,
+    DecodeError,
+    ErrorCode,
+    ServerAction,
+    decode_client_message,
+    encode_frame,
+    protocol_error_frame,
+)
+
+VALID = {
+    "action": "BROADCAST",
+    "event": "/echo",
+    "channelName": "/chat/lobby",
+    "requestId": "r1",
+    "payload": {"message": "hello"},
+}
+
+
+def dump(**changes: object) -> bytes:
+    message = dict(VALID)
+    for key, value in changes.items():
+        if value is ...:
+            message.pop(key)
+        else:
+            message[key] = value
+    return orjson.dumps(message)
+
+
+def test_decodes_valid_message_from_bytes_and_str() -> None:
+    for data in (dump(), dump().decode()):
+        message = decode_client_message(data)
+        assert isinstance(message, ClientMessage)
+        assert (message.action, message.event, message.payload) == (
+            "BROADCAST",
+            "/echo",
+            {"message": "hello"},
+        )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        dump(payload=None),
+        dump(payload=[1]),
+        dump(payload="x"),
+        dump(event=...),
+        dump(requestId=5),
+        dump(action="ASSIGNS"),
+        dump(action="broadcast"),
+        dump(channelName=""),
+        dump(requestId=""),
+    ],
+)
+def test_schema_violations_are_errors_that_keep_what_can_be_read(data: bytes) -> None:
+    result = decode_client_message(data)
+    assert isinstance(result, DecodeError)
+    assert result.status == 400
+    assert result.code is ErrorCode.INVALID_MESSAGE
+
+
+def test_error_keeps_request_id_and_channel_for_correlation() -> None:
+    result = decode_client_message(dump(payload=[1]))
+    assert isinstance(result, DecodeError)
+    assert (result.request_id, result.channel_name) == ("r1", "/chat/lobby")
+
+
+@pytest.mark.parametrize("data", [b"not json", b"[1,2]", b"42", b'"str"', b"", b"{", "\u00e9"])
+def test_malformed_input_never_raises(data: bytes | str) -> None:
+    result = decode_client_message(data)
+    assert isinstance(result, DecodeError)
+    assert result.request_id is None
+
+
+def test_application_ping_is_recognised() -> None:
+    assert isinstance(decode_client_message(b'{"action":"ping"}'), ApplicationPing)
+
+
+def test_encode_frame_is_compact_json_without_newlines() -> None:
+    frame = encode_frame(ServerAction.BROADCAST, "e", "/c", "r", {"text": "a\nb"})
+    assert b"\n" not in frame
+    assert orjson.loads(frame) == {
+        "action": "BROADCAST",
+        "event": "e",
+        "channelName": "/c",
+        "requestId": "r",
+        "payload": {"text": "a\nb"},
+    }
+
+
+def test_encode_rejects_unserialisable_payload() -> None:
+    with pytest.raises(PayloadError):
+        encode_frame(ServerAction.BROADCAST, "e", "/c", "r", {"x": object()})
+
+
+def test_protocol_error_frame_falls_back_to_endpoint_channel() -> None:
+    frame = orjson.loads(protocol_error_frame(DecodeError(ErrorCode.INVALID_MESSAGE, "bad", 400)))
+    assert frame["action"] == "ERROR"
+    assert frame["event"] == "INVALID_MESSAGE"
+    assert frame["channelName"] == "ENDPOINT"
+    assert frame["requestId"]
+    assert frame["payload"]["status"] == 400
+    assert frame["payload"]["error"] == {"message": "bad", "status": 400}
