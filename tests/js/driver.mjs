@@ -148,7 +148,7 @@ function readPresence(channel) {
 // ---------------------------------------------------------------------------------------------
 // State: named clients, each with the channels the driver has joined through it.
 
-/** @type {Map<string, {name: string, client: any, channels: Map<string, any>, raw: boolean, lastHandshakeError: string|null, lastDecline: Map<string, any>}>} */
+/** @type {Map<string, {name: string, client: any, channels: Map<string, any>, raw: boolean, lastHandshakeError: string|null, lastDecline: Map<string, any>, retired: boolean}>} */
 const clients = new Map();
 
 function getClient(name) {
@@ -177,7 +177,8 @@ function instrumentSocket(entry, ws) {
   // which the W3C wrapper and PondClient both discard ("WebSocket error"). prependListener so
   // this is reported before the resulting state changes.
   ws._client?.prependListener('connectFailed', (err) => {
-    entry.lastHandshakeError = describeError(err);
+    // First line only: for a non-101 answer the library appends all response headers.
+    entry.lastHandshakeError = describeError(err).split('\n')[0];
     emit({ type: 'handshake_error', client, error: entry.lastHandshakeError });
   });
   if (entry.raw) {
@@ -228,7 +229,7 @@ async function cmdConnect(msg) {
     throw new CommandError(`client ${JSON.stringify(name)} already exists and is not disconnected`);
   }
   if (existing) {
-    existing.client._disconnecting = true; // INTERNAL: make sure the old one never reconnects
+    existing.retired = true; // the old one must never reconnect behind our back
     existing.channels.forEach((ch) => ch.unsubscribe());
   }
 
@@ -240,6 +241,7 @@ async function cmdConnect(msg) {
     raw: Boolean(raw),
     lastHandshakeError: null,
     lastDecline: new Map(),
+    retired: false,
   };
   clients.set(name, entry);
 
@@ -257,8 +259,12 @@ async function cmdConnect(msg) {
 
   // Every reconnect (scheduled internally via this.connect()) goes through this wrapper, so each
   // new socket is instrumented too.
+  // `retired` turns it into a no-op: 0.0.32's disconnect() does not cancel a reconnect that is
+  // already scheduled (and connect() clears the disconnecting flag), so a client given up on
+  // while in back-off would otherwise come back.
   const originalConnect = client.connect.bind(client);
   client.connect = () => {
+    if (entry.retired) return;
     originalConnect();
     instrumentSocket(entry, client._socket);
   };
@@ -277,7 +283,8 @@ async function cmdConnect(msg) {
         ),
     );
   } catch (err) {
-    // The client would otherwise retry for ever in the background; stop it.
+    // The client would otherwise retry for ever in the background; stop it for good.
+    entry.retired = true;
     client.disconnect();
     throw err;
   }
@@ -290,7 +297,7 @@ async function cmdJoin(msg) {
   const timeout = msg.timeout ?? DEFAULT_TIMEOUT_MS;
   if (typeof channelName !== 'string') throw new CommandError('join needs a "channel"');
 
-  // createChannel returns the existing object unless it is CLOSED (then the params are ignored).
+  // createChannel returns the existing object unless it is CLOSED (and then ignores new params).
   const channel = entry.client.createChannel(channelName, msg.params ?? {});
   let ch = entry.channels.get(channelName);
   if (!ch || ch.channel !== channel) {
@@ -419,6 +426,7 @@ async function cmdDrop(msg) {
 
 function shutdown(code = 0) {
   for (const entry of clients.values()) {
+    entry.retired = true;
     try {
       entry.client.disconnect();
     } catch (err) {

@@ -18,8 +18,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for jsclient
 sys.path.insert(0, str(HERE))  # tests/js/, for selftest_server
 
-from jsclient import JSClientHarness, JSCommandError, event_matches  # noqa: E402
 from selftest_server import FakeServer  # noqa: E402
+
+from jsclient import JSClientHarness, JSCommandError, event_matches  # noqa: E402
 
 
 def check(condition: bool, what: str, detail: Any = None) -> None:
@@ -63,7 +64,9 @@ async def main() -> None:
         await js.command("send", client="a", channel="/chat/lobby", event="hello", payload={"y": 2})
         ev = await js.wait_event(event_matches(type="message", event="hello"))
         check(ev["payload"] == {"y": 2}, "send + message event", ev)
-        await js.command("send", client="a", channel="/chat/lobby", event="chat:message", payload={})
+        await js.command(
+            "send", client="a", channel="/chat/lobby", event="chat:message", payload={}
+        )
         ev = await js.wait_event(event_matches(type="message", event="chat:message"))
         check(True, "event names with ':' are sendable in 0.0.32")
         await js.command("send", client="a", channel="/chat/lobby", event="batch", payload={})
@@ -118,7 +121,7 @@ async def main() -> None:
         b_joins = [c for c, m in server.received if m["action"] == "JOIN_CHANNEL" and c != "c1"]
         check(len(set(b_joins)) == 2, "after drop the client reconnects and rejoins", b_joins)
         await asyncio.sleep(0.2)
-        first_b = server.closed[-1]
+        first_b = next(c for c in server.closed if c.connection_id == "c2")
         check(not first_b.close_frame_received, "server saw no close frame on drop", first_b)
         value = await js.command("drop", client="b", reconnect=False, reset=True)
         check(value["method"] == "reset", "drop with reset, no reconnect", value)
@@ -130,7 +133,7 @@ async def main() -> None:
         value = await js.command("disconnect", client="a")
         check(value == {"state": "disconnected", "socket_closed": True}, "disconnect", value)
         await asyncio.sleep(0.2)
-        a_close = server.closed[0]
+        a_close = next(c for c in server.closed if c.connection_id == "c1")
         check(a_close.close_frame_received, "disconnect does a close handshake", a_close)
 
         # connect failure ----------------------------------------------------------------------

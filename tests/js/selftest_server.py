@@ -94,7 +94,12 @@ class FakeServer:
             if channel.startswith("/silent"):
                 return
             if channel.startswith("/deny"):
-                payload = {"message": "no", "status": 403, "statusCode": 403, "code": "UNAUTHORIZED"}
+                payload = {
+                    "message": "no",
+                    "status": 403,
+                    "statusCode": 403,
+                    "code": "UNAUTHORIZED",
+                }
                 await ws.send(frame("ERROR", "UNAUTHORIZED", channel, request_id, payload))
                 return
             await ws.send(frame("SYSTEM", "ACKNOWLEDGE", channel, request_id, {}))

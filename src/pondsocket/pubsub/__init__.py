@@ -7,9 +7,10 @@ from pondsocket.pubsub.base import (
     PubSubError,
     Subscription,
 )
-from pondsocket.pubsub.memory import InMemoryPubSub
+from pondsocket.pubsub.memory import InMemoryBroker, InMemoryPubSub
 
 __all__ = [
+    "InMemoryBroker",
     "InMemoryPubSub",
     "MessageHandler",
     "PubSub",

@@ -56,12 +56,35 @@ class _MemorySubscription(Subscription):
             await self._worker
 
 
+class InMemoryBroker:
+    """The shared bus: every :class:`InMemoryPubSub` attached to one broker sees the others."""
+
+    def __init__(self) -> None:
+        self._clients: list[InMemoryPubSub] = []
+
+    def attach(self, client: InMemoryPubSub) -> None:
+        self._clients.append(client)
+
+    def detach(self, client: InMemoryPubSub) -> None:
+        if client in self._clients:
+            self._clients.remove(client)
+
+    def route(self, topic: str, data: bytes) -> None:
+        for client in self._clients:
+            client.dispatch(topic, data)
+
+
 class InMemoryPubSub(PubSub):
-    def __init__(self, queue_size: int = 10_000) -> None:
+    """One node's connection to an :class:`InMemoryBroker` (a private one by default)."""
+
+    def __init__(self, broker: InMemoryBroker | None = None, queue_size: int = 10_000) -> None:
+        self.broker = broker if broker is not None else InMemoryBroker()
         self.queue_size = queue_size
         self.dropped = 0
+        """Messages dropped because a subscription's queue was full."""
         self._subscriptions: list[_MemorySubscription] = []
         self._closed = False
+        self.broker.attach(self)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -85,6 +108,9 @@ class InMemoryPubSub(PubSub):
 
     async def publish(self, topic: str, data: bytes) -> None:
         self._check_open()
+        self.broker.route(topic, data)
+
+    def dispatch(self, topic: str, data: bytes) -> None:
         for subscription in self._subscriptions:
             if pattern_matches(subscription.pattern, topic):
                 subscription.offer(topic, data)
@@ -93,6 +119,7 @@ class InMemoryPubSub(PubSub):
         if self._closed:
             return
         self._closed = True
+        self.broker.detach(self)
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.stop()
