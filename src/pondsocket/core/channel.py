@@ -13,6 +13,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pondsocket.core.options import PondOptions
 from pondsocket.core.presence import PresenceChange, PresenceTable
+from pondsocket.core.relay import (
+    ALL_EXCEPT_SENDER,
+    ALL_USERS,
+    SENDER_CHANNEL,
+    Recipients,
+    Relay,
+)
 from pondsocket.core.user import Member, User
 from pondsocket.errors import NotJoinedError, PayloadError
 from pondsocket.wire.codec import encode_frame, new_request_id
@@ -30,6 +37,8 @@ class ChannelHost(Protocol):
     """What a channel needs from the endpoint that owns it."""
 
     options: PondOptions
+    path: str
+    relay: Relay
 
     def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None: ...
 
@@ -89,18 +98,33 @@ class Channel:
 
     # -- delivery ------------------------------------------------------------
 
+    @property
+    def endpoint_path(self) -> str:
+        return self._host.path
+
     def broadcast(
-        self, event: str, payload: dict[str, Any], *, request_id: str | None = None
+        self,
+        event: str,
+        payload: dict[str, Any],
+        *,
+        request_id: str | None = None,
+        sender_id: str = SENDER_CHANNEL,
     ) -> None:
-        """Send ``event`` to every member."""
+        """Send ``event`` to every member, on every node."""
+        request_id = request_id or new_request_id()
         self._deliver(ServerAction.BROADCAST, event, payload, self._members.values(), request_id)
+        self._host.relay.message_sent(self, event, payload, ALL_USERS, sender_id, request_id)
 
     def broadcast_from(
         self, sender_id: str, event: str, payload: dict[str, Any], *, request_id: str | None = None
     ) -> None:
-        """Send ``event`` to every member except ``sender_id``."""
+        """Send ``event`` to every member except ``sender_id``, on every node."""
+        request_id = request_id or new_request_id()
         recipients = [m for uid, m in self._members.items() if uid != sender_id]
         self._deliver(ServerAction.BROADCAST, event, payload, recipients, request_id)
+        self._host.relay.message_sent(
+            self, event, payload, ALL_EXCEPT_SENDER, sender_id, request_id
+        )
 
     def broadcast_to(
         self,
@@ -109,11 +133,31 @@ class Channel:
         user_ids: str | Iterable[str],
         *,
         request_id: str | None = None,
+        sender_id: str = SENDER_CHANNEL,
     ) -> None:
         """Send ``event`` to the listed members; raises if one of them is not a member."""
-        self._deliver(
-            ServerAction.BROADCAST, event, payload, self._members_of(user_ids), request_id
-        )
+        request_id = request_id or new_request_id()
+        members = self._members_of(user_ids)
+        self._deliver(ServerAction.BROADCAST, event, payload, members, request_id)
+        ids = [m.id for m in members]
+        self._host.relay.message_sent(self, event, payload, ids, sender_id, request_id)
+
+    def deliver_remote(
+        self,
+        event: str,
+        payload: dict[str, Any],
+        recipients: Recipients,
+        sender_id: str,
+        request_id: str | None,
+    ) -> None:
+        """Deliver a message another node sent to this channel's local members."""
+        if recipients == ALL_USERS:
+            members: Iterable[Member] = self._members.values()
+        elif recipients == ALL_EXCEPT_SENDER:
+            members = [m for uid, m in self._members.items() if uid != sender_id]
+        else:
+            members = [self._members[uid] for uid in recipients if uid in self._members]
+        self._deliver(ServerAction.BROADCAST, event, payload, members, request_id)
 
     def send_system(
         self, event: str, payload: dict[str, Any], user_ids: Iterable[str], request_id: str

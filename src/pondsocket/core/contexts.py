@@ -139,7 +139,7 @@ class _ChannelActions:
         return self
 
     def broadcast(self, event: str, payload: dict[str, Any]) -> _ChannelActions:
-        self.channel.broadcast(event, payload, request_id=self._request_id)
+        self.channel.broadcast(event, payload, request_id=self._request_id, sender_id=self._user_id)
         return self
 
     def broadcast_from(self, event: str, payload: dict[str, Any]) -> _ChannelActions:
@@ -150,7 +150,9 @@ class _ChannelActions:
     def broadcast_to(
         self, event: str, payload: dict[str, Any], user_ids: str | Iterable[str]
     ) -> _ChannelActions:
-        self.channel.broadcast_to(event, payload, user_ids, request_id=self._request_id)
+        self.channel.broadcast_to(
+            event, payload, user_ids, request_id=self._request_id, sender_id=self._user_id
+        )
         return self
 
     def track(self, presence: dict[str, Any]) -> _ChannelActions:

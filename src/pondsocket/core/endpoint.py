@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from pondsocket.core.channel import Channel
 from pondsocket.core.contexts import ConnectionContext, Decision
@@ -14,6 +14,7 @@ from pondsocket.core.lobby import JoinHandler, Lobby
 from pondsocket.core.metrics import Metrics
 from pondsocket.core.options import PondOptions
 from pondsocket.core.outlet import CloseCode, Outlet
+from pondsocket.core.relay import Relay
 from pondsocket.core.request import ConnectionRequest
 from pondsocket.core.tasks import TaskSet
 from pondsocket.core.user import Connection
@@ -42,6 +43,7 @@ class Endpoint:
         options: PondOptions,
         metrics: Metrics,
         tasks: TaskSet,
+        relay: Relay,
     ) -> None:
         self.pattern = compile_pattern(path)
         self.path = path
@@ -50,6 +52,7 @@ class Endpoint:
         self.options = options
         self.metrics = metrics
         self._tasks = tasks
+        self.relay = relay
         self._lobbies: list[Lobby] = []
         self._channels: dict[str, Channel] = {}
         self._connections: dict[str, Connection] = {}
@@ -59,9 +62,17 @@ class Endpoint:
 
     # -- declaring channels --------------------------------------------------
 
+    @overload
+    def create_channel(
+        self, pattern: str, handler: None = None, *middleware: Middleware
+    ) -> Callable[[JoinHandler], Lobby]: ...
+    @overload
+    def create_channel(
+        self, pattern: str, handler: JoinHandler, *middleware: Middleware
+    ) -> Lobby: ...
     def create_channel(
         self, pattern: str, handler: JoinHandler | None = None, *middleware: Middleware
-    ) -> Any:
+    ) -> Lobby | Callable[[JoinHandler], Lobby]:
         """Declare channels matching ``pattern`` (``/chat/:room``) with their join handler.
 
         Returns the :class:`Lobby`; without a handler, works as a decorator that returns it.
@@ -145,11 +156,13 @@ class Endpoint:
         channel = self._channels.get(name)
         if channel is None:
             channel = self._channels[name] = Channel(name, lobby, self)
+            self.relay.channel_opened(channel)
         return channel
 
     def drop_channel(self, channel: Channel) -> None:
         if self._channels.get(channel.name) is channel:
             del self._channels[channel.name]
+            self.relay.channel_closed(channel)
 
     def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
         self._tasks.spawn(coro, what)

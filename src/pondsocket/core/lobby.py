@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pondsocket.core.invoke import Middleware, call_handler
 from pondsocket.core.user import User
@@ -22,7 +22,23 @@ JoinHandler = Callable[["JoinContext"], Any]
 EventHandler = Callable[["EventContext"], Any]
 LeaveHandler = Callable[["LeaveContext"], Any]
 OutgoingHandler = Callable[["OutgoingContext"], None]
+EH = TypeVar("EH", bound=EventHandler)
+LH = TypeVar("LH", bound=LeaveHandler)
+OH = TypeVar("OH", bound=OutgoingHandler)
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _register(handler: F | None, add: Callable[[F], None]) -> F | Callable[[F], F]:
+    """Register now (``on_x(..., fn)``) or return a decorator (``@on_x(...)``)."""
+    if handler is not None:
+        add(handler)
+        return handler
+
+    def decorator(fn: F) -> F:
+        add(fn)
+        return fn
+
+    return decorator
 
 
 class Lobby:
@@ -42,45 +58,45 @@ class Lobby:
     def __repr__(self) -> str:
         return f"<Lobby {self.pattern.pattern!r}>"
 
-    def on_message(self, event_pattern: str, handler: EventHandler | None = None) -> Any:
+    @overload
+    def on_message(self, event_pattern: str) -> Callable[[EH], EH]: ...
+    @overload
+    def on_message(self, event_pattern: str, handler: EH) -> EH: ...
+    def on_message(self, event_pattern: str, handler: EH | None = None) -> Any:
         """Handle client events whose name matches ``event_pattern`` (first match wins).
 
         Usable directly, ``lobby.on_message("ping", fn)``, or as a decorator.
         """
-        return self._register(
-            handler, lambda fn: self._events.append((compile_pattern(event_pattern), fn))
-        )
+        pattern = compile_pattern(event_pattern)
+        return _register(handler, lambda fn: self._events.append((pattern, fn)))
 
-    def on_leave(self, handler: LeaveHandler | None = None) -> Any:
+    @overload
+    def on_leave(self) -> Callable[[LH], LH]: ...
+    @overload
+    def on_leave(self, handler: LH) -> LH: ...
+    def on_leave(self, handler: LH | None = None) -> Any:
         """Run ``handler(LeaveContext)`` whenever a user leaves a channel of this lobby."""
-        return self._register(handler, self.leave_handlers.append)
+        return _register(handler, self.leave_handlers.append)
 
-    def on_outgoing(self, event_pattern: str, handler: OutgoingHandler | None = None) -> Any:
+    @overload
+    def on_outgoing(self, event_pattern: str) -> Callable[[OH], OH]: ...
+    @overload
+    def on_outgoing(self, event_pattern: str, handler: OH) -> OH: ...
+    def on_outgoing(self, event_pattern: str, handler: OH | None = None) -> Any:
         """Intercept outgoing broadcasts per recipient: ``ctx.transform(...)`` or ``ctx.block()``.
 
         Outgoing handlers run inside the fan-out loop, once per recipient, so they must be
         plain (non-async) functions and fast.
         """
+        pattern = compile_pattern(event_pattern)
 
         def add(fn: OutgoingHandler) -> None:
             if inspect.iscoroutinefunction(fn):
                 raise UsageError("outgoing handlers must be plain functions, not coroutines")
-            self._outgoing.append((compile_pattern(event_pattern), fn))
+            self._outgoing.append((pattern, fn))
             self._outgoing_cache.clear()
 
-        return self._register(handler, add)
-
-    @staticmethod
-    def _register(handler: F | None, add: Callable[[F], None]) -> Any:
-        if handler is not None:
-            add(handler)
-            return handler
-
-        def decorator(fn: F) -> F:
-            add(fn)
-            return fn
-
-        return decorator
+        return _register(handler, add)
 
     def find_event_handler(self, event: str) -> tuple[EventHandler, Route] | None:
         for pattern, handler in self._events:

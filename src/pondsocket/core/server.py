@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, overload
 
+from pondsocket.cluster.relay import ClusterRelay
 from pondsocket.core.endpoint import ConnectionHandler, Endpoint
 from pondsocket.core.invoke import Middleware
 from pondsocket.core.metrics import Metrics
@@ -29,17 +31,33 @@ class PondSocket:
     >>> endpoint = pond.create_endpoint("/api/socket", lambda ctx: ctx.accept())
     """
 
-    def __init__(self, options: PondOptions | None = None, pubsub: PubSub | None = None) -> None:
+    def __init__(
+        self,
+        options: PondOptions | None = None,
+        pubsub: PubSub | None = None,
+        *,
+        node_id: str | None = None,
+    ) -> None:
         self.options = options or PondOptions()
+        self._owns_pubsub = pubsub is None
         self.pubsub: PubSub = pubsub if pubsub is not None else InMemoryPubSub()
         self.metrics = Metrics()
         self._tasks = TaskSet()
+        self.relay = ClusterRelay(self.pubsub, self._tasks.spawn, node_id=node_id)
         self._endpoints: list[Endpoint] = []
         self._asgi: ASGIApp | None = None
 
+    @overload
+    def create_endpoint(
+        self, path: str, handler: None = None, *middleware: Middleware
+    ) -> Callable[[ConnectionHandler], Endpoint]: ...
+    @overload
+    def create_endpoint(
+        self, path: str, handler: ConnectionHandler, *middleware: Middleware
+    ) -> Endpoint: ...
     def create_endpoint(
         self, path: str, handler: ConnectionHandler | None = None, *middleware: Middleware
-    ) -> Any:
+    ) -> Endpoint | Callable[[ConnectionHandler], Endpoint]:
         """Declare an endpoint at ``path`` whose ``handler(ConnectionContext)`` accepts or
         declines each connection. Without a handler, works as a decorator returning the
         :class:`Endpoint`."""
@@ -47,7 +65,9 @@ class PondSocket:
             raise UsageError(f"endpoint {path!r} is already registered")
 
         def add(fn: ConnectionHandler) -> Endpoint:
-            endpoint = Endpoint(path, fn, middleware, self.options, self.metrics, self._tasks)
+            endpoint = Endpoint(
+                path, fn, middleware, self.options, self.metrics, self._tasks, self.relay
+            )
             self._endpoints.append(endpoint)
             return endpoint
 
@@ -87,8 +107,10 @@ class PondSocket:
         run(self, host, port, **kwargs)
 
     async def shutdown(self, timeout: float = 5.0) -> None:
-        """Close every connection (1001) and wait for leave handlers, then close the pubsub."""
+        """Close every connection (1001), wait for leave handlers, flush cluster traffic."""
         for endpoint in self._endpoints:
             endpoint.close_all(CloseCode.GOING_AWAY, "server shutting down")
         await self._tasks.drain(timeout)
-        await self.pubsub.close()
+        await self.relay.aclose(timeout)
+        if self._owns_pubsub:  # a pubsub passed in belongs to the caller
+            await self.pubsub.close()

@@ -2,9 +2,11 @@
 
 Spec for backend authors:
 
-* A *topic* is a string. A *pattern* is either an exact topic or a prefix followed by
-  ``.*``, which matches every topic starting with that prefix (``pond.chat.*`` matches
-  ``pond.chat.room1``). Handlers are ``async def handler(topic: str, data: bytes)``.
+* A *topic* is a non-empty string. A *pattern* ending in ``.*`` is a prefix pattern: it
+  matches every topic starting with the text before the ``.*`` (PROTOCOL.md §3.2), so
+  ``pond:v1:default:.*`` matches ``pond:v1:default:chat`` and ``pond.chat.*`` matches
+  ``pond.chat.room1`` and also ``pond.chatter``. Any other pattern is an exact topic, taken literally (a ``*``
+  elsewhere has no special meaning: channel names chosen by clients may contain one). Handlers are ``async def handler(topic: str, data: bytes)``.
 * ``subscribe(pattern, handler)`` returns a :class:`Subscription`; cancelling it removes
   that handler only. The broker-side subscription is reference-counted: the last handler
   of a pattern gone, the backend unsubscribes from the broker.
@@ -37,15 +39,13 @@ class PubSubClosedError(PubSubError, RuntimeError):
 
 
 def validate_pattern(pattern: str) -> None:
-    if not pattern:
-        raise ValueError("pubsub pattern must not be empty")
-    if "*" in pattern and not (pattern.endswith(".*") and pattern.count("*") == 1):
-        raise ValueError(f"pubsub pattern {pattern!r}: '*' is only allowed as a final '.*'")
+    if not pattern or pattern == ".*":
+        raise ValueError(f"pubsub pattern {pattern!r} is empty")
 
 
 def pattern_matches(pattern: str, topic: str) -> bool:
     if pattern.endswith(".*"):
-        return topic.startswith(pattern[:-1])
+        return topic.startswith(pattern[:-2])
     return topic == pattern
 
 
