@@ -77,7 +77,11 @@ async def test_prefix_pattern_matches_only_its_prefix(pubsub_factory: Factory) -
         await bus.publish("pond:roo", b"no")
         items = await inbox.wait_for(3)
         await quiet()
-        assert sorted(items) == [("pond:room/b:c", b"3"), ("pond:room:a", b"1"), ("pond:roomy", b"2")]
+        assert sorted(items) == [
+            ("pond:room/b:c", b"3"),
+            ("pond:room:a", b"1"),
+            ("pond:roomy", b"2"),
+        ]
 
 
 async def test_subscription_cancel_is_per_handler(pubsub_factory: Factory) -> None:

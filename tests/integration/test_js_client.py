@@ -1,0 +1,286 @@
+"""Interoperability with the real published JavaScript client (npm, 0.0.32), over both
+transports: the standalone server and the ASGI app on uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from tests.jsclient import (
+    JSClientHarness,
+    JSCommandError,
+    ensure_js_client_installed,
+    event_matches,
+)
+
+from pondsocket import (
+    ConnectionContext,
+    EventContext,
+    JoinContext,
+    LeaveContext,
+    PondSocket,
+)
+from pondsocket.transports.standalone import StandaloneServer
+
+pytestmark = pytest.mark.js
+LOBBY = "/chat/lobby"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _js_client_installed() -> None:
+    ensure_js_client_installed()
+
+
+class App:
+    """The application every test talks to, with what its leave handler saw."""
+
+    def __init__(self) -> None:
+        self.pond = PondSocket()
+        self.left: list[tuple[str, str]] = []
+        endpoint = self.pond.create_endpoint("/api/socket", self.authenticate)
+        lobby = endpoint.create_channel("/chat/:room", self.join)
+        lobby.on_message("echo", lambda ctx: ctx.reply("echo-response", ctx.payload))
+        lobby.on_message("say", lambda ctx: ctx.broadcast("message", ctx.payload))
+        lobby.on_message("whisper", self.whisper)
+        lobby.on_message("others", lambda ctx: ctx.broadcast_from("others", ctx.payload))
+        lobby.on_message("kick", lambda ctx: ctx.evict("misbehaving", ctx.payload["user"]))
+        lobby.on_message(
+            "away", lambda ctx: ctx.update_presence({**ctx.user.presence, "away": True})
+        )  # type: ignore[dict-item]
+        lobby.on_leave(self.on_leave)
+
+    @staticmethod
+    def authenticate(ctx: ConnectionContext) -> None:
+        if ctx.query.get("token") != "secret":
+            ctx.decline(401, "bad token")
+            return
+        ctx.accept({"name": ctx.query.get("name", "anon")})
+
+    @staticmethod
+    async def join(ctx: JoinContext) -> None:
+        if ctx.params["room"] == "secret":
+            ctx.decline(403, "members only")
+            return
+        ctx.accept()
+        ctx.track({"name": ctx.user.assigns["name"], "id": ctx.user.id})
+
+    @staticmethod
+    def whisper(ctx: EventContext) -> None:
+        ctx.broadcast_to("whisper", {"text": ctx.payload["text"]}, ctx.payload["to"])
+
+    def on_leave(self, ctx: LeaveContext) -> None:
+        self.left.append((ctx.user.assigns["name"], ctx.reason))
+
+
+@pytest.fixture(params=["standalone", "asgi"])
+async def app_url(request: pytest.FixtureRequest) -> AsyncIterator[tuple[App, str]]:
+    app = App()
+    if request.param == "standalone":
+        server = StandaloneServer(app.pond, "127.0.0.1", 0)
+        port = await server.start()
+        try:
+            yield app, f"ws://127.0.0.1:{port}/api/socket"
+        finally:
+            await server.aclose()
+        return
+    import uvicorn
+
+    config = uvicorn.Config(
+        app.pond.asgi, host="127.0.0.1", port=0, lifespan="on", log_level="warning", log_config=None
+    )
+    uvicorn_server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(uvicorn_server.serve())
+    async with asyncio.timeout(10):
+        while not uvicorn_server.started:
+            await asyncio.sleep(0.01)
+    port = uvicorn_server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield app, f"ws://127.0.0.1:{port}/api/socket"
+    finally:
+        uvicorn_server.should_exit = True
+        await asyncio.wait_for(task, 20)
+
+
+@pytest.fixture
+async def js() -> AsyncIterator[JSClientHarness]:
+    harness = await JSClientHarness.start()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+async def connect(js: JSClientHarness, url: str, name: str) -> None:
+    await js.command("connect", client=name, url=url, params={"token": "secret", "name": name})
+
+
+async def join(js: JSClientHarness, name: str, channel: str = LOBBY) -> dict[str, Any]:
+    result: dict[str, Any] = await js.command("join", client=name, channel=channel)
+    return result
+
+
+async def users(js: JSClientHarness, name: str, count: int) -> list[dict[str, Any]]:
+    """Wait until ``name``'s presence list has ``count`` users and return it."""
+    event = await js.wait_event(
+        lambda e: e["type"] == "users" and e["client"] == name and len(e["presence"]) == count
+    )
+    presence: list[dict[str, Any]] = event["presence"]
+    return presence
+
+
+async def test_connect_join_presence_and_leave(
+    app_url: tuple[App, str], js: JSClientHarness
+) -> None:
+    app, url = app_url
+    await connect(js, url, "alice")
+    joined = await join(js, "alice")
+    assert joined["state"] == "JOINED"
+    await connect(js, url, "bob")
+    await join(js, "bob")
+    seen_by_alice = await users(js, "alice", 2)
+    assert sorted(u["name"] for u in seen_by_alice) == ["alice", "bob"]
+    join_event = await js.wait_event(
+        event_matches(
+            type="presence",
+            client="alice",
+            kind="join",
+            payload={"name": "bob", "id": seen_by_alice[1]["id"]},
+        )
+    )
+    assert join_event["channel"] == LOBBY
+    assert sorted(u["name"] for u in await js.command("presence", client="bob", channel=LOBBY)) == [
+        "alice",
+        "bob",
+    ]
+
+    await js.command("send", client="bob", channel=LOBBY, event="away", payload={})
+    change = await js.wait_event(event_matches(type="presence", client="alice", kind="change"))
+    assert change["payload"]["changed"]["away"] is True
+
+    await js.command("leave", client="bob", channel=LOBBY)
+    leave = await js.wait_event(event_matches(type="presence", client="alice", kind="leave"))
+    assert leave["payload"]["name"] == "bob"
+    assert [u["name"] for u in await users(js, "alice", 1)] == ["alice"]
+    await _eventually(lambda: ("bob", "explicit_leave") in app.left)
+
+
+async def test_broadcast_variants(app_url: tuple[App, str], js: JSClientHarness) -> None:
+    _, url = app_url
+    for name in ("a", "b", "c"):
+        await connect(js, url, name)
+        await join(js, name)
+    everyone = await users(js, "a", 3)
+    ids = {u["name"]: u["id"] for u in everyone}
+
+    await js.command("send", client="a", channel=LOBBY, event="say", payload={"text": "all"})
+    for name in ("a", "b", "c"):
+        await js.wait_event(
+            event_matches(type="message", client=name, event="message", payload={"text": "all"})
+        )
+
+    await js.command(
+        "send",
+        client="a",
+        channel=LOBBY,
+        event="whisper",
+        payload={"text": "psst", "to": [ids["b"]]},
+    )
+    await js.command("send", client="a", channel=LOBBY, event="others", payload={"text": "not a"})
+    await js.wait_event(event_matches(type="message", client="c", event="others"))
+    await js.wait_event(event_matches(type="message", client="b", event="others"))
+    await js.wait_event(event_matches(type="message", client="b", event="whisper"))
+    # c received "others" after the whisper was sent, so a whisper to c would be here by now.
+    assert js.events(type="message", client="c", event="whisper") == []
+    assert js.events(type="message", client="a", event="whisper") == []
+    assert js.events(type="message", client="a", event="others") == []
+
+
+async def test_request_reply_and_unknown_event(
+    app_url: tuple[App, str], js: JSClientHarness
+) -> None:
+    _, url = app_url
+    await connect(js, url, "a")
+    await join(js, "a")
+    reply = await js.command("request", client="a", channel=LOBBY, event="echo", payload={"n": 42})
+    assert reply == {"n": 42}
+    error = await js.command(
+        "request", client="a", channel=LOBBY, event="no-such-event", payload={}
+    )
+    assert error["code"] == 404
+    assert not js.events(type="fatal")
+
+
+async def test_eviction(app_url: tuple[App, str], js: JSClientHarness) -> None:
+    app, url = app_url
+    for name in ("a", "b", "c"):
+        await connect(js, url, name)
+        await join(js, name)
+    ids = {u["name"]: u["id"] for u in await users(js, "a", 3)}
+    await js.command("send", client="a", channel=LOBBY, event="kick", payload={"user": ids["b"]})
+    notice = await js.wait_event(event_matches(type="message", client="b", event="kicked_out"))
+    assert notice["payload"]["message"] == "misbehaving"
+    kicked = await js.wait_event(event_matches(type="message", client="c", event="kicked"))
+    assert kicked["payload"] == {"userId": ids["b"], "reason": "misbehaving"}
+    assert [u["name"] for u in await users(js, "c", 2)] == ["a", "c"]
+    await js.command("send", client="a", channel=LOBBY, event="say", payload={"text": "after"})
+    await js.wait_event(event_matches(type="message", client="c", event="message"))
+    assert js.events(type="message", client="b", event="message") == []
+    await _eventually(lambda: ("b", "evicted:misbehaving") in app.left)
+
+
+async def test_declined_join_and_unknown_channel(
+    app_url: tuple[App, str], js: JSClientHarness
+) -> None:
+    _, url = app_url
+    await connect(js, url, "a")
+    with pytest.raises(JSCommandError) as declined:
+        await join(js, "a", "/chat/secret")
+    assert declined.value.code == "DECLINED"
+    assert (declined.value.payload["status"], declined.value.payload["message"]) == (
+        403,
+        "members only",
+    )
+    with pytest.raises(JSCommandError) as unknown:
+        await join(js, "a", "/nowhere/1")
+    assert unknown.value.code == "DECLINED"
+    assert unknown.value.payload["code"] == "CHANNEL_NOT_FOUND"
+    assert unknown.value.payload["status"] == 404
+    assert (await join(js, "a"))["state"] == "JOINED"  # the connection is fine
+
+
+async def test_bad_token_is_refused_before_the_upgrade(
+    app_url: tuple[App, str], js: JSClientHarness
+) -> None:
+    _, url = app_url
+    with pytest.raises(JSCommandError):
+        await js.command(
+            "connect", client="x", url=url, params={"token": "wrong"}, timeout_ms=3000, timeout=10
+        )
+    refusal = await js.wait_event(event_matches(type="handshake_error", client="x"))
+    assert "401" in refusal["error"]
+
+
+async def test_dropped_socket_leaves_every_channel(
+    app_url: tuple[App, str], js: JSClientHarness
+) -> None:
+    app, url = app_url
+    await connect(js, url, "a")
+    await join(js, "a")
+    await connect(js, url, "b")
+    await join(js, "b")
+    await users(js, "a", 2)
+    await js.command("drop", client="b", reconnect=False)
+    leave = await js.wait_event(
+        event_matches(type="presence", client="a", kind="leave"), timeout=10
+    )
+    assert leave["payload"]["name"] == "b"
+    await _eventually(lambda: ("b", "connection_closed") in app.left)
+    assert app.pond.metrics.connections_open == 1
+
+
+async def _eventually(condition: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
