@@ -1,0 +1,237 @@
+"""The ``pondsocket`` command.
+
+    pondsocket serve myapp:pond [--host 127.0.0.1] [--port 8080] [--asgi]
+    pondsocket demo [--host 127.0.0.1] [--port 8080]
+    pondsocket --version
+
+``serve`` imports ``pond`` from the module ``myapp`` (the current directory is importable):
+a :class:`~pondsocket.PondSocket` or a zero-argument function returning one. It runs on the
+standalone server, or with ``--asgi`` on uvicorn. Usage errors exit with status 2 and a
+one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import inspect
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pondsocket import PondSocket, UsageError, __version__
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+class CLIError(Exception):
+    """A usage error: reported as one line on stderr, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or an argparse usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _demo(args)
+    except CLIError as exc:
+        print(f"pondsocket: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the address is in use, not allowed, ...
+        print(f"pondsocket: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl+C before the server installed its own signal handlers
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pondsocket", description="Realtime channels over WebSocket."
+    )
+    parser.add_argument("--version", action="version", version=f"pondsocket {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default %(default)s)"
+    )
+    common.add_argument("--port", type=_port, default=8080, help="TCP port (default %(default)s)")
+    common.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    common.add_argument(
+        "--max-message-size",
+        type=_positive_int,
+        metavar="BYTES",
+        help="largest inbound message; larger ones get a 413 error frame",
+    )
+    common.add_argument(
+        "--ping-interval",
+        type=_seconds,
+        metavar="SECONDS",
+        help="seconds between WebSocket pings (0 disables them)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="serve an application",
+        description="Serve the PondSocket server TARGET, given as module:attribute.",
+    )
+    serve.add_argument(
+        "target", metavar="module:attr", help="a PondSocket, or a function returning one"
+    )
+    serve.add_argument("--asgi", action="store_true", help="run as an ASGI app on uvicorn")
+    commands.add_parser(
+        "demo",
+        parents=[common],
+        help="run the demo chat (open it in a browser)",
+        description="Run the demo chat: a web page and its PondSocket server on one port.",
+    )
+    return parser
+
+
+def _port(text: str) -> int:
+    value = int(text) if text.isdigit() else -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected 0-65535")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: expected a positive integer")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid interval {text!r}: expected seconds >= 0")
+    return value
+
+
+def _configure_logging(level: str) -> None:
+    """Log to stderr, once a server is about to run (not while reporting usage errors)."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+# -- commands ------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    pond = load_target(args.target)
+    _apply_options(pond, args)
+    if not args.asgi:
+        _configure_logging(args.log_level)
+        pond.run(args.host, args.port)
+        return 0
+    try:
+        import uvicorn
+    except ImportError:
+        raise CLIError("--asgi needs uvicorn: install pondsocket[asgi]") from None
+    _configure_logging(args.log_level)
+    uvicorn.run(
+        pond.asgi,
+        host=args.host,
+        port=args.port,
+        ws="websockets-sansio",
+        lifespan="on",
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pondsocket.demo import DEMO_PAGE, create_demo
+
+    pond = create_demo()
+    _apply_options(pond, args)
+    _configure_logging(args.log_level)
+    print(
+        f"PondSocket demo chat: open http://{args.host}:{args.port}/ in two browser tabs",
+        flush=True,
+    )
+    pond.run(args.host, args.port, http_routes={"/": ("text/html; charset=utf-8", DEMO_PAGE)})
+    return 0
+
+
+# -- loading the application ---------------------------------------------------
+
+
+def load_target(target: str) -> PondSocket:
+    """Import ``module:attr`` (``attr`` may be dotted) and return the PondSocket it names.
+
+    Raises :class:`CLIError` with a one-line explanation when that is not possible.
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr or ":" in attr:
+        raise CLIError(f"target {target!r} must have the form module:attribute, e.g. myapp:pond")
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # like uvicorn: serve modules of the current directory
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and _is_prefix(exc.name, module_name):
+            raise CLIError(
+                f"cannot import module {module_name!r}: no module named {exc.name!r}"
+            ) from None
+        raise CLIError(f"importing {module_name!r} failed: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise CLIError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if isinstance(obj, PondSocket):
+        return obj
+    if not callable(obj):
+        raise CLIError(f"{target!r} is a {type(obj).__name__}, not a PondSocket")
+    try:
+        inspect.signature(obj).bind()
+    except TypeError:
+        raise CLIError(
+            f"{target!r} needs arguments: expected a PondSocket or a zero-argument factory"
+        ) from None
+    except ValueError:
+        pass  # no signature to inspect (some builtins): just call it
+    result = obj()
+    if not isinstance(result, PondSocket):
+        raise CLIError(f"{target}() returned a {type(result).__name__}, not a PondSocket")
+    return result
+
+
+def _is_prefix(missing: str, module_name: str) -> bool:
+    """Whether the missing module is ``module_name`` itself or one of its parent packages."""
+    return module_name == missing or module_name.startswith(missing + ".")
+
+
+def _apply_options(pond: PondSocket, args: argparse.Namespace) -> None:
+    changes: dict[str, Any] = {}
+    if args.max_message_size is not None:
+        changes["max_message_size"] = args.max_message_size
+        if pond.options.max_frame_size is not None:
+            changes["max_frame_size"] = max(pond.options.max_frame_size, args.max_message_size)
+    if args.ping_interval is not None:
+        changes["ping_interval"] = args.ping_interval or None
+    if not changes:
+        return
+    try:
+        options = dataclasses.replace(pond.options, **changes)
+    except UsageError as exc:
+        raise CLIError(str(exc)) from None
+    # Endpoints keep the options they were created with: give them the new ones too.
+    pond.options = options
+    for endpoint in pond.endpoints:
+        endpoint.options = options

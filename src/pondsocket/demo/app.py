@@ -1,0 +1,115 @@
+"""The demo chat: rooms with presence, typing indicators and a short message history.
+
+Endpoint ``/socket?username=alice``; channels ``/room/:room``; client events:
+
+* ``message`` ``{"text"}``: broadcast ``{"username", "text", "at"}`` (epoch ms) to the room;
+* ``typing`` ``{"typing": bool}``: sent to everyone in the room but the typist;
+* ``status`` ``{"status": "online" | "away" | "busy"}``: updates the user's presence;
+* ``history``: replied to with ``{"messages": [...]}``, the room's last 50 messages.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from importlib.resources import files
+from typing import Any
+
+from pondsocket import (
+    ConnectionContext,
+    EventContext,
+    HandlerError,
+    JoinContext,
+    LeaveContext,
+    PondSocket,
+)
+
+MAX_USERNAME = 32
+MAX_TEXT = 2000
+HISTORY_SIZE = 50
+STATUSES = frozenset({"online", "away", "busy"})
+USERNAME_PUNCTUATION = frozenset(" -_.")
+
+DEMO_PAGE: bytes = files("pondsocket.demo").joinpath("static/index.html").read_bytes()
+"""The single-page browser client (plain HTML and JavaScript, no external resources)."""
+
+
+def sanitise_username(raw: str) -> str:
+    """Keep letters, digits and `` -_.``; collapse runs of spaces; trim."""
+    kept = "".join(ch for ch in raw if ch.isalnum() or ch in USERNAME_PUNCTUATION)
+    return " ".join(kept.split())
+
+
+def _text(payload: dict[str, Any], key: str) -> str:
+    value = payload.get(key)
+    if not isinstance(value, str):
+        raise HandlerError(f"{key!r} must be a string", 400)
+    return value
+
+
+def create_demo() -> PondSocket:
+    """Build the demo chat server (a fresh one per call: rooms and history are in memory)."""
+    pond = PondSocket()
+    histories: dict[str, deque[dict[str, Any]]] = {}
+
+    def connect(ctx: ConnectionContext) -> None:
+        username = sanitise_username(ctx.query.get("username", ""))
+        if len(username) > MAX_USERNAME:
+            ctx.decline(400, f"username must be at most {MAX_USERNAME} characters")
+            return
+        ctx.accept({"username": username or f"guest-{secrets.randbelow(10_000):04d}"})
+
+    endpoint = pond.create_endpoint("/socket", connect)
+
+    def join(ctx: JoinContext) -> None:
+        ctx.accept()
+        histories.setdefault(ctx.channel_name, deque(maxlen=HISTORY_SIZE))
+        ctx.track({"username": ctx.user.assigns["username"], "status": "online"})
+
+    room = endpoint.create_channel("/room/:room", join)
+
+    @room.on_message("message")
+    def message(ctx: EventContext) -> None:
+        text = _text(ctx.payload, "text")
+        if not text.strip():
+            raise HandlerError("message text is empty", 400)
+        if len(text) > MAX_TEXT:
+            raise HandlerError(f"message text is longer than {MAX_TEXT} characters", 400)
+        entry = {
+            "username": ctx.user.assigns["username"],
+            "text": text,
+            "at": int(time.time() * 1000),
+        }
+        histories.setdefault(ctx.channel.name, deque(maxlen=HISTORY_SIZE)).append(entry)
+        ctx.broadcast("message", entry)
+
+    @room.on_message("typing")
+    def typing(ctx: EventContext) -> None:
+        ctx.broadcast_from(
+            "typing",
+            {
+                "username": ctx.user.assigns["username"],
+                "typing": ctx.payload.get("typing") is not False,
+            },
+        )
+
+    @room.on_message("status")
+    def status(ctx: EventContext) -> None:
+        value = _text(ctx.payload, "status")
+        if value not in STATUSES:
+            raise HandlerError(f"status must be one of {', '.join(sorted(STATUSES))}", 400)
+        ctx.update_presence({"username": ctx.user.assigns["username"], "status": value})
+
+    @room.on_message("history")
+    def history(ctx: EventContext) -> None:
+        ctx.reply("history", {"messages": list(histories.get(ctx.channel.name, ()))})
+
+    @room.on_leave
+    def leave(ctx: LeaveContext) -> None:
+        # The last member gone closes the channel; a new one of the same name starts afresh.
+        name = ctx.channel.name
+        if ctx.channel.closed and endpoint.get_channel(name) is None:
+            histories.pop(name, None)
+
+    return pond

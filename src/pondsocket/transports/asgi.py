@@ -1,0 +1,451 @@
+"""The ASGI transport: serve a :class:`~pondsocket.PondSocket` with uvicorn (or any ASGI 3
+server), standalone or mounted in Starlette/FastAPI.
+
+Each accepted WebSocket gets an :class:`~pondsocket.transports.outbox.Outbox` and three
+tasks: a reader feeding client messages to the core's session in arrival order, a writer
+draining the outbox at the pace of the socket, and (optionally) an application heartbeat.
+The core only ever *enqueues* (``Outlet.send`` never awaits), so a slow client fills its
+own outbox and never delays delivery to anybody else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from pondsocket.core.options import OverflowPolicy
+from pondsocket.core.outlet import CloseCode
+from pondsocket.core.request import ConnectionRequest
+from pondsocket.transports.outbox import Outbox
+from pondsocket.wire.codec import encode_frame, new_request_id
+from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
+
+if TYPE_CHECKING:
+    from pondsocket.core.contexts import ConnectionContext
+    from pondsocket.core.endpoint import Endpoint
+    from pondsocket.core.server import PondSocket
+    from pondsocket.core.session import Session
+
+__all__ = ["ASGIApp", "ASGIApplication", "Message", "Receive", "Scope", "Send"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("pondsocket.asgi")
+
+HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+OUTBOX_FULL = "outgoing queue full"
+TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
+
+
+class ASGIApp:
+    """A PondSocket server as an ASGI 3 application (``pond.asgi``).
+
+    Run it standalone::
+
+        uvicorn myapp:pond.asgi --ws websockets-sansio \\
+            --ws-ping-interval 20 --ws-ping-timeout 20 --ws-max-size 4194304
+
+    or mount it (the host app then owns the lifespan, so hand it ours for a clean
+    shutdown)::
+
+        app = FastAPI(lifespan=pond.asgi.lifespan)
+        app.mount("/ws", pond.asgi)
+
+    **Paths.** Endpoint patterns see the request path *below the mount point*, undecoded
+    (percent-escapes are decoded by the pattern matcher, once), with the query string
+    exposed separately: mounted at ``/ws``, a client connecting to
+    ``ws://host/ws/api/socket?token=x`` matches the endpoint ``/api/socket``, and
+    ``ctx.path`` is ``/api/socket``. Standalone, the pattern sees the whole path. (The
+    mount point is ``scope["root_path"]``, which uvicorn's ``--root-path`` also sets.)
+
+    **Handshake.** No matching endpoint answers 404; a declined connection answers with
+    the decline status and message (``text/plain``) when the server supports the ASGI
+    ``websocket.http.response`` extension (uvicorn does), else the upgrade is refused
+    with a close (1008) that servers turn into a bare HTTP 403.
+
+    **Keep-alive and limits** come from the ASGI server, not from this app: uvicorn pings
+    every ``--ws-ping-interval`` seconds and drops a peer that does not answer within
+    ``--ws-ping-timeout``, and closes frames above ``--ws-max-size`` with 1009. Set them
+    from :class:`~pondsocket.PondOptions` with :meth:`uvicorn_options`. Messages between
+    ``max_message_size`` and that hard limit get the 413 error frame and the connection
+    stays open. ``app_heartbeat_interval`` (application-level heartbeat frames for JS
+    clients using ``pingInterval``) is sent by this app.
+
+    **Slow clients.** Each connection's outgoing queue holds ``outbox_max_bytes``; when it
+    is full the ``overflow_policy`` applies: ``close`` closes with 4008 (the connection
+    leaves its channels at once, while the close frame waits behind what the socket
+    already buffered), ``drop`` drops the frame and counts it in ``metrics.frames_dropped``.
+    ASGI cannot abort a socket: a client that never reads again keeps its TCP socket in
+    the server until the server's own timeouts, but this app lets go of it after
+    ``close_timeout`` seconds.
+
+    **HTTP.** Plain HTTP requests get 404 (426 on an endpoint path) unless
+    :attr:`http_app` is set: that is where an HTTP-based transport (SSE) plugs in.
+    """
+
+    def __init__(self, pond: PondSocket, *, close_timeout: float = 10.0) -> None:
+        self.pond = pond
+        self.close_timeout = close_timeout
+        """How long a closing connection may take to flush and send its close frame."""
+        self.http_app: ASGIApplication | None = None
+        """Handles every ``http`` scope when set (the seam for an SSE transport)."""
+        self._texts = _TextCache()
+        self._drops = _DropLog()
+
+    def __repr__(self) -> str:
+        return f"<ASGIApp endpoints={[e.path for e in self.pond.endpoints]}>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            raise ValueError(f"pondsocket: unsupported ASGI scope type {kind!r}")
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        """``uvicorn.Config``/``uvicorn.run`` keyword arguments matching ``pond.options``."""
+        options = self.pond.options
+        return {
+            "ws_max_size": options.transport_frame_limit,
+            "ws_ping_interval": options.ping_interval,
+            "ws_ping_timeout": options.ping_timeout,
+        }
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: object = None) -> AsyncIterator[None]:
+        """Lifespan for a host app that mounts this one (mounted apps get no lifespan
+        events): ``FastAPI(lifespan=pond.asgi.lifespan)``."""
+        try:
+            yield
+        finally:
+            await self.pond.shutdown()
+
+    # -- websocket -----------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return  # the client left before the handshake started
+        path = endpoint_path(scope)
+        query = scope.get("query_string", b"").decode("latin-1")
+        found = self.pond.match(f"{path}?{query}" if query else path)
+        if found is None:
+            await _deny(scope, send, 404, "Not Found")
+            return
+        endpoint, route = found
+        ctx = await endpoint.handshake(_request(scope, path, query), route)
+        if not ctx.accepted:
+            await _deny(scope, send, ctx.decline_status, ctx.decline_message)
+            return
+        try:
+            await send({"type": "websocket.accept"})
+        except OSError:
+            return  # the client vanished during the handshake
+        await _Connection(self, receive, send).run(endpoint, ctx)
+
+    # -- http and lifespan ---------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.http_app is not None:
+            await self.http_app(scope, receive, send)
+            return
+        if self.pond.match(endpoint_path(scope)) is not None:
+            headers = [(b"upgrade", b"websocket"), (b"connection", b"Upgrade")]
+            await _respond(send, 426, b"Upgrade Required", headers)
+        else:
+            await _respond(send, 404, b"Not Found")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.pond.shutdown()
+                except Exception as exc:
+                    log.exception("pondsocket shutdown failed")
+                    await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class _Connection:
+    """One accepted WebSocket: the core's :class:`~pondsocket.core.outlet.Outlet` and the
+    tasks that move its frames."""
+
+    def __init__(self, app: ASGIApp, receive: Receive, send: Send) -> None:
+        options = app.pond.options
+        self._app = app
+        self._receive = receive
+        self._send = send
+        self._outbox = Outbox(options.outbox_max_bytes)
+        self._policy = options.overflow_policy
+        self._heartbeat_interval = options.app_heartbeat_interval
+        self._metrics = app.pond.metrics
+        self._close_frame: tuple[int, str] | None = None
+        # Resolved once the connection is over for the core (closed by us or gone).
+        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.id = "-"
+
+    # -- the Outlet protocol -------------------------------------------------
+
+    def send(self, frame: bytes) -> None:
+        if not self._outbox.put(frame):
+            self._overflow()
+
+    def close(self, code: int, reason: str) -> None:
+        # Queued frames still go out first: a last message sent before closing arrives.
+        self._end((code, reason))
+
+    def _overflow(self) -> None:
+        if self._policy is OverflowPolicy.DROP:
+            self._metrics.frames_dropped += 1
+            self._app._drops.note()
+            return
+        self._metrics.slow_consumer_closes += 1
+        log.warning(
+            "closing connection %s with %d: %s (%d bytes); the client reads too slowly",
+            self.id,
+            CloseCode.SLOW_CONSUMER,
+            OUTBOX_FULL,
+            self._outbox.max_bytes,
+        )
+        # Flushing a full queue to a slow reader would only delay the close: discard it.
+        self._end((CloseCode.SLOW_CONSUMER, OUTBOX_FULL), discard=True)
+
+    def _end(self, close_frame: tuple[int, str] | None, *, discard: bool = False) -> None:
+        """Stop accepting frames; ``close_frame`` is None when the client is already gone."""
+        if self._ended.done():
+            return
+        self._close_frame = close_frame
+        self._outbox.close(discard=discard)
+        self._ended.set_result(None)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def run(self, endpoint: Endpoint, ctx: ConnectionContext) -> None:
+        session = endpoint.open(ctx, self)  # queues the CONNECTION frame first
+        self.id = session.connection_id
+        writer = self._spawn(self._write_loop(), "writer")
+        reader = self._spawn(self._read_loop(session), "reader")
+        heartbeat = None
+        if self._heartbeat_interval is not None:
+            heartbeat = self._spawn(self._heartbeat(self._heartbeat_interval), "heartbeat")
+        try:
+            # Not waiting for the writer: a slow client must leave its channels as soon as
+            # it is closed, even while its close frame is stuck behind unread data.
+            await asyncio.wait((reader, self._ended), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._end(None, discard=True)  # the reader ended first: the client left
+            try:
+                await session.close()
+            finally:
+                await self._stop(reader, writer, heartbeat)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], role: str) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(coro, name=f"pondsocket-asgi-{role}")
+
+    async def _stop(
+        self,
+        reader: asyncio.Task[None],
+        writer: asyncio.Task[None],
+        heartbeat: asyncio.Task[None] | None,
+    ) -> None:
+        tasks = [reader, writer] if heartbeat is None else [reader, writer, heartbeat]
+        if heartbeat is not None:
+            heartbeat.cancel()
+        try:
+            # The writer flushes and sends the close frame, after which the reader sees
+            # the disconnect. A client that stopped reading stalls both: bounded.
+            await asyncio.wait((reader, writer), timeout=self._app.close_timeout)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read_loop(self, session: Session) -> None:
+        try:
+            while True:
+                message = await self._receive()
+                kind = message["type"]
+                if kind == "websocket.disconnect":
+                    return
+                if kind != "websocket.receive" or self._ended.done():
+                    continue  # once we are closing, late client messages are moot
+                text = message.get("text")
+                if text is not None:
+                    await session.receive(text)  # awaited: messages handled in order
+                elif message.get("bytes") is not None:
+                    session.receive_binary()
+        except Exception:
+            log.exception("connection %s: failed handling a client message", self.id)
+            self.close(CloseCode.INTERNAL_ERROR, "Internal server error")
+
+    async def _write_loop(self) -> None:
+        texts = self._app._texts
+        try:
+            while batch := await self._outbox.take():
+                for frame in batch:
+                    # ASGI wants str for text frames.
+                    await self._send({"type": "websocket.send", "text": texts.decode(frame)})
+            if self._close_frame is not None:
+                code, reason = _close_args(*self._close_frame)
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except OSError:
+            # Client gone (uvicorn raises ClientDisconnected, an OSError).
+            self._end(None, discard=True)
+        except Exception:
+            log.warning("connection %s: sending failed", self.id, exc_info=True)
+            self._end(None, discard=True)
+
+    async def _heartbeat(self, interval: float) -> None:
+        while not self._ended.done():
+            await asyncio.sleep(interval)
+            self.send(
+                encode_frame(
+                    ServerAction.SYSTEM, EVENT_HEARTBEAT, ENDPOINT_CHANNEL, new_request_id(), {}
+                )
+            )
+
+
+# -- helpers -----------------------------------------------------------------
+
+
+def endpoint_path(scope: Scope) -> str:
+    """The path endpoint patterns see: below the mount point, percent-escapes intact.
+
+    ``scope["path"]`` is decoded; matching it would decode parameters twice (``%2F`` would
+    become a segment separator), so the raw path is used whenever it agrees with it.
+    """
+    root = scope.get("root_path") or ""
+    decoded = _below(scope["path"], root)
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes):
+        raw_below = _below(raw.partition(b"?")[0].decode("latin-1"), root)
+        if unquote(raw_below) == decoded:
+            return raw_below
+    return decoded
+
+
+def _below(path: str, root: str) -> str:
+    # Same rule as Starlette: strip the mount prefix only at a segment boundary.
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
+def _request(scope: Scope, path: str, query: str) -> ConnectionRequest:
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1"))
+        for name, value in scope.get("headers", ())
+    ]
+    client = scope.get("client")
+    peer = (str(client[0]), int(client[1])) if client else None
+    return ConnectionRequest.from_raw(path, query, headers, peer)
+
+
+async def _deny(scope: Scope, send: Send, status: int, message: str) -> None:
+    try:
+        if HTTP_RESPONSE_EXTENSION in (scope.get("extensions") or {}):
+            body = message.encode()
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [TEXT_PLAIN, (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            # Without the extension ASGI can only refuse the upgrade with a close.
+            await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+    except OSError:
+        pass  # the client is gone; nobody to tell
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [TEXT_PLAIN, (b"content-length", str(len(body)).encode()), *(headers or ())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _close_args(code: int, reason: str) -> tuple[int, str]:
+    """A code and reason the WebSocket protocol lets a server send (RFC 6455 §7.4)."""
+    sendable = code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
+    if not sendable:
+        log.warning("close code %d cannot be sent; closing with %d", code, CloseCode.NORMAL)
+        code = CloseCode.NORMAL
+    encoded = reason.encode()
+    if len(encoded) > 123:  # the close frame payload is at most 125 bytes
+        reason = encoded[:123].decode(errors="ignore")
+    return int(code), reason
+
+
+class _TextCache:
+    """The decoded text of the last few frames sent, by identity.
+
+    A broadcast hands the *same* bytes object to every recipient, so the first writer
+    decodes it and the others reuse the text. A few entries rather than one: writers
+    drain whole batches, so after a burst of k broadcasts each writer walks all k frames
+    before the next writer runs, and a single entry would miss every time. Holding the
+    frames keeps their ids from being reused, so the identity test is exact.
+    """
+
+    __slots__ = ("_entries", "_next")
+
+    def __init__(self, size: int = 8) -> None:
+        self._entries: list[tuple[bytes, str]] = [(b"", "")] * size
+        self._next = 0
+
+    def decode(self, frame: bytes) -> str:
+        for cached, text in self._entries:
+            if cached is frame:
+                return text
+        text = frame.decode()
+        self._entries[self._next] = (frame, text)
+        self._next = (self._next + 1) % len(self._entries)
+        return text
+
+
+class _DropLog:
+    """Frames dropped by the ``drop`` policy, logged at most once per ``interval``."""
+
+    __slots__ = ("_interval", "_last", "_pending")
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self._interval = interval
+        self._pending = 0
+        self._last = -math.inf
+
+    def note(self) -> None:
+        self._pending += 1
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            log.warning(
+                "dropped %d outgoing frame(s) for clients reading too slowly "
+                "(overflow policy 'drop'; total in metrics.frames_dropped)",
+                self._pending,
+            )
+            self._pending, self._last = 0, now

@@ -1,0 +1,505 @@
+"""Standalone transport: PondSocket served by the ``websockets`` asyncio server (>= 14).
+
+Why websockets' *new* asyncio server: its ``process_request`` hook may be a coroutine, so
+the (possibly async) connection handler runs *before* the HTTP upgrade is answered and a
+decline becomes a real HTTP status (PROTOCOL.md §1.3). picows is faster but its upgrade
+hook is synchronous.
+
+Outgoing frames bypass ``await connection.send()``: the core's fan-out calls
+:meth:`WebSocketOutlet.send` synchronously once per recipient, so each frame is written
+straight to the transport the way ``websockets.broadcast()`` does it, and the
+per-connection bound (``outbox_max_bytes``) is enforced on the transport's write buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import http
+import logging
+import signal
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed, ProtocolError
+from websockets.frames import CloseCode as WsCloseCode
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import OPEN, Event
+
+from pondsocket.core.contexts import ConnectionContext
+from pondsocket.core.endpoint import Endpoint
+from pondsocket.core.options import OverflowPolicy
+from pondsocket.core.outlet import CloseCode
+from pondsocket.core.request import ConnectionRequest
+from pondsocket.core.server import PondSocket
+from pondsocket.core.session import Session
+from pondsocket.errors import UsageError
+from pondsocket.wire.codec import encode_frame, new_request_id
+from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
+
+__all__ = ["PondServerConnection", "StandaloneServer", "WebSocketOutlet", "run", "serve"]
+
+log = logging.getLogger("pondsocket.standalone")
+
+HttpRoutes = Mapping[str, tuple[str, bytes]]
+"""Exact path -> (content type, body), served to plain HTTP GETs."""
+
+# Arguments the transport owns; passing them through ``**ws_kwargs`` would break it.
+_RESERVED_KWARGS = frozenset({"handler", "process_request", "create_connection"})
+# websockets' own write flow control only makes its pings and close frames wait behind our
+# (already bounded) buffer, which would hide a dead peer under the DROP policy. The outlet
+# bounds the buffer, so the high-water mark is set out of reach.
+_NO_WRITE_PAUSE = 2**31 - 1  # uvloop stores the limits in a C int
+_DROP_LOG_INTERVAL = 10.0
+_MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125 (2 for the code)
+
+
+class PondServerConnection(ServerConnection):
+    """A websockets connection that carries the accepted handshake to the handler, and
+    remembers which messages were binary so text can be received as bytes, undecoded."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pond_context: ConnectionContext | None = None
+        self.pond_endpoint: Endpoint | None = None
+        # ``recv(decode=False)`` returns bytes for both text and binary messages; message
+        # starts are counted here, in arrival order, to tell them apart afterwards.
+        self._started = 0
+        self._taken = 0
+        self._binary_starts: deque[int] = deque()
+
+    def process_event(self, event: Event) -> None:
+        if isinstance(event, Frame):
+            opcode = event.opcode
+            if opcode is Opcode.TEXT:
+                self._started += 1
+            elif opcode is Opcode.BINARY:
+                self._started += 1
+                self._binary_starts.append(self._started)
+        super().process_event(event)
+
+    def took_binary(self) -> bool:
+        """Call once per message returned by ``recv``: was that message binary?"""
+        self._taken += 1
+        if self._binary_starts and self._binary_starts[0] == self._taken:
+            self._binary_starts.popleft()
+            return True
+        return False
+
+
+class WebSocketOutlet:
+    """The core's write side of one connection: synchronous, ordered, bounded."""
+
+    __slots__ = (
+        "_abort_timer",
+        "_closing",
+        "_connection",
+        "_drop",
+        "_drops_unlogged",
+        "_id",
+        "_last_drop_log",
+        "_limit",
+        "_metrics",
+        "_protocol",
+        "_transport",
+    )
+
+    def __init__(self, connection: ServerConnection, pond: PondSocket, connection_id: str):
+        self._connection = connection
+        self._protocol = connection.protocol
+        self._transport = connection.transport
+        self._id = connection_id
+        self._limit = pond.options.outbox_max_bytes
+        self._drop = pond.options.overflow_policy is OverflowPolicy.DROP
+        self._metrics = pond.metrics
+        self._closing = False
+        self._abort_timer: asyncio.TimerHandle | None = None
+        self._drops_unlogged = 0
+        self._last_drop_log = float("-inf")
+
+    def send(self, frame: bytes) -> None:
+        if self._closing or self._protocol.state is not OPEN:
+            return  # closing: the client resyncs on reconnect, nothing more is owed to it
+        # The bound is checked before writing, so the buffer never grows past the limit,
+        # except for a single frame larger than the limit written to an empty buffer
+        # (otherwise such a frame could never be delivered, even to a fast client).
+        pending = self._transport.get_write_buffer_size()
+        if pending and pending + len(frame) > self._limit:
+            self._overflow(pending)
+            return
+        try:
+            # What websockets.broadcast() does for each connection: frame the bytes as a
+            # TEXT message in the sans-I/O protocol (no decode round-trip, no await), then
+            # flush the protocol's pending output to the transport. Same call order as any
+            # other write, so frames stay in order with pings and the close frame.
+            self._protocol.send_text(frame)
+            self._connection.send_data()
+        except Exception as exc:  # the transport is going away: recv() will end the session
+            log.debug("connection %s: write failed: %r", self._id, exc)
+            self._closing = True
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._protocol.state is OPEN:
+            reason = reason.encode()[:_MAX_CLOSE_REASON].decode(errors="ignore")
+            try:
+                try:
+                    self._protocol.send_close(code, reason)
+                except ProtocolError:  # a code the RFC does not allow on the wire
+                    self._protocol.send_close(CloseCode.INTERNAL_ERROR, reason)
+                self._connection.send_data()
+            except Exception as exc:
+                log.debug("connection %s: close failed: %r", self._id, exc)
+                self._transport.abort()
+                return
+        # Connection.close() would also wait for the handshake, but it is a coroutine and
+        # close() must not await: a client that never answers is aborted after the same
+        # ``close_timeout`` (a slow consumer's close frame waits behind its full buffer).
+        timeout = self._connection.close_timeout
+        if timeout is not None and self._abort_timer is None:
+            loop = asyncio.get_running_loop()
+            self._abort_timer = loop.call_later(timeout, self._transport.abort)
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, without a closing handshake."""
+        self._closing = True
+        self._transport.abort()
+
+    def detach(self) -> None:
+        """The connection has ended: stop writing, cancel the pending abort."""
+        self._closing = True
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+
+    def _overflow(self, pending: int) -> None:
+        if self._drop:
+            self._metrics.frames_dropped += 1
+            self._drops_unlogged += 1
+            now = time.monotonic()
+            if now - self._last_drop_log >= _DROP_LOG_INTERVAL:
+                log.warning(
+                    "connection %s: outgoing queue full (%d bytes), dropped %d frame(s)",
+                    self._id,
+                    pending,
+                    self._drops_unlogged,
+                )
+                self._drops_unlogged = 0
+                self._last_drop_log = now
+            return
+        self._metrics.slow_consumer_closes += 1
+        log.warning(
+            "closing connection %s: outgoing queue full (%d bytes buffered)", self._id, pending
+        )
+        self.close(CloseCode.SLOW_CONSUMER, "outgoing queue full")
+
+
+class StandaloneServer:
+    """One listening server for a :class:`PondSocket`; also an async context manager::
+
+    server = StandaloneServer(pond, "127.0.0.1", 0)
+    port = await server.start()
+    ...
+    await server.aclose()  # graceful: 1001 to clients, leave handlers run
+    """
+
+    def __init__(
+        self,
+        pond: PondSocket,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        http_routes: HttpRoutes | None = None,
+        shutdown_timeout: float = 10.0,
+        **ws_kwargs: Any,
+    ) -> None:
+        reserved = _RESERVED_KWARGS.intersection(ws_kwargs)
+        if reserved:
+            raise UsageError(f"the standalone transport sets {', '.join(sorted(reserved))}")
+        options = pond.options
+        self._pond = pond
+        self._host = host
+        self._port = port
+        self._http_routes: dict[str, tuple[str, bytes]] = dict(http_routes or {})
+        self._shutdown_timeout = shutdown_timeout
+        self._ws_kwargs: dict[str, Any] = {
+            # Above this websockets closes with 1009; Session answers 413 below it.
+            "max_size": options.transport_frame_limit,
+            "ping_interval": options.ping_interval,
+            "ping_timeout": options.ping_timeout,
+            # permessage-deflate costs 2-3x CPU per delivery; opt in with compression=.
+            "compression": None,
+            "write_limit": _NO_WRITE_PAUSE,
+            **ws_kwargs,
+        }
+        self._server: Server | None = None
+        self._outlets: set[WebSocketOutlet] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``port=0``)."""
+        if self._server is None or not self._server.sockets:
+            raise UsageError("the server is not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> int:
+        """Bind and start accepting connections; returns the bound port."""
+        if self._server is not None:
+            raise UsageError("the server is already started")
+        self._server = await ws_serve(
+            self._handle,
+            self._host,
+            self._port,
+            process_request=self._process_request,
+            create_connection=PondServerConnection,
+            **self._ws_kwargs,
+        )
+        interval = self._pond.options.app_heartbeat_interval
+        if interval is not None:
+            self._heartbeat = asyncio.create_task(self._heartbeat_loop(interval))
+        return self.port
+
+    async def wait_closed(self) -> None:
+        """Return once the server is closed (by :meth:`aclose`)."""
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def aclose(self) -> None:
+        """Graceful shutdown: refuse new connections, close open ones with 1001, wait for
+        their sessions to end (leave handlers), then shut the :class:`PondSocket` down."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.wait([self._heartbeat])
+            self._heartbeat = None
+        server = self._server
+        if server is not None:
+            # Closing through websockets first (rather than pond.shutdown() first) means
+            # every session has ended, and spawned its leave handlers, before the pond
+            # drains its tasks and closes the pubsub.
+            server.close(code=CloseCode.GOING_AWAY, reason="server shutting down")
+            try:
+                async with asyncio.timeout(self._shutdown_timeout):
+                    await server.wait_closed()
+            except TimeoutError:
+                log.warning(
+                    "connections still open after %.1fs; aborting them", self._shutdown_timeout
+                )
+                await self._force_close(server)
+        await self._pond.shutdown()
+
+    async def _force_close(self, server: Server) -> None:
+        # Dropping the TCP connections ends every recv(), hence every session; a handler
+        # still stuck in application code after that is cancelled.
+        for outlet in list(self._outlets):
+            outlet.abort()
+        try:
+            async with asyncio.timeout(1.0):
+                await server.wait_closed()
+        except TimeoutError:
+            for task in list(server.handler_tasks):
+                task.cancel()
+            await server.wait_closed()
+
+    async def __aenter__(self) -> StandaloneServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- websockets hooks ------------------------------------------------------
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        target = request.path  # the request target: path plus optional ?query
+        path, _, query = target.partition("?")
+        if not _is_upgrade(request.headers):
+            page = self._http_routes.get(path)
+            if page is not None:
+                return _response(200, page[0], page[1])
+            if self._pond.match(target) is None:
+                return _text_response(404, "Not Found")
+            return None  # an endpoint without Upgrade: websockets answers 426
+        found = self._pond.match(target)  # the pattern splits the query off itself
+        if found is None:
+            return _text_response(404, "Not Found")
+        endpoint, route = found
+        conn_request = ConnectionRequest.from_raw(
+            path, query, request.headers.raw_items(), _client_address(connection)
+        )
+        ctx = await endpoint.handshake(conn_request, route)
+        if not ctx.accepted:
+            return _text_response(ctx.decline_status, ctx.decline_message)
+        if not isinstance(connection, PondServerConnection):  # pragma: no cover
+            raise TypeError("expected a PondServerConnection")
+        connection.pond_context = ctx
+        connection.pond_endpoint = endpoint
+        return None
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        if not isinstance(connection, PondServerConnection):  # pragma: no cover
+            raise TypeError("expected a PondServerConnection")
+        ctx, endpoint = connection.pond_context, connection.pond_endpoint
+        if ctx is None or endpoint is None:  # pragma: no cover - only accepted ones get here
+            return
+        outlet = WebSocketOutlet(connection, self._pond, ctx.connection_id)
+        session = endpoint.open(ctx, outlet)  # sends the CONNECTION frame first
+        self._outlets.add(outlet)
+        try:
+            await self._receive_loop(connection, session, outlet)
+        except ConnectionClosed:
+            pass  # any close, clean or not, ends the session the same way
+        except Exception:
+            log.exception("connection %s failed", ctx.connection_id)
+            outlet.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            self._outlets.discard(outlet)
+            outlet.detach()
+            await session.close()
+
+    @staticmethod
+    async def _receive_loop(
+        connection: PondServerConnection, session: Session, outlet: WebSocketOutlet
+    ) -> None:
+        while True:
+            data = await connection.recv(decode=False)
+            if connection.took_binary():
+                session.receive_binary()
+                continue
+            try:
+                await session.receive(data)  # awaited: one connection's messages stay in order
+            except UnicodeDecodeError:
+                # Text arrives undecoded, so invalid UTF-8 surfaces in the JSON decoder.
+                # RFC 6455 §8.1: such a text message fails the connection with 1007.
+                outlet.close(WsCloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+                return
+
+    async def _heartbeat_loop(self, interval: float) -> None:
+        # One timer for the whole server, one encoded frame per tick shared by everyone.
+        while True:
+            await asyncio.sleep(interval)
+            frame = encode_frame(
+                ServerAction.SYSTEM, EVENT_HEARTBEAT, ENDPOINT_CHANNEL, new_request_id(), {}
+            )
+            for outlet in list(self._outlets):
+                outlet.send(frame)
+
+
+def _is_upgrade(headers: Headers) -> bool:
+    return any(
+        token.strip().lower() == "websocket"
+        for value in headers.get_all("Upgrade")
+        for token in value.split(",")
+    )
+
+
+def _client_address(connection: ServerConnection) -> tuple[str, int] | None:
+    address = connection.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        return str(address[0]), int(address[1])
+    return None
+
+
+def _response(status: int, content_type: str, body: bytes) -> Response:
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:  # a custom decline status such as 499
+        phrase = "Error"
+    headers = Headers(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Length", str(len(body))),
+            ("Content-Type", content_type),
+        ]
+    )
+    return Response(status, phrase, headers, body)
+
+
+def _text_response(status: int, text: str) -> Response:
+    return _response(status, "text/plain; charset=utf-8", text.encode())
+
+
+async def serve(
+    pond: PondSocket,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    ready: asyncio.Future[int] | None = None,
+    http_routes: HttpRoutes | None = None,
+    **ws_kwargs: Any,
+) -> None:
+    """Serve ``pond`` until cancelled, then shut down gracefully.
+
+    ``ready`` receives the bound port once listening (handy with ``port=0``);
+    ``http_routes`` serves fixed pages to plain HTTP GETs; other keyword arguments go to
+    ``websockets.asyncio.server.serve`` (e.g. ``compression="deflate"``, ``close_timeout``).
+    """
+    server = StandaloneServer(pond, host, port, http_routes=http_routes, **ws_kwargs)
+    try:
+        bound = await server.start()
+    except BaseException as exc:
+        if ready is not None and not ready.done():
+            if isinstance(exc, asyncio.CancelledError):
+                ready.cancel()
+            else:
+                ready.set_exception(exc)
+        raise
+    log.info("PondSocket listening on %s:%d", host, bound)
+    if ready is not None and not ready.done():
+        ready.set_result(bound)
+    try:
+        await server.wait_closed()
+    finally:
+        await server.aclose()
+
+
+def run(pond: PondSocket, host: str = "127.0.0.1", port: int = 8080, **kwargs: Any) -> None:
+    """Blocking: serve ``pond`` until SIGINT/SIGTERM, then shut down gracefully.
+
+    Uses uvloop when it is installed (about 10-25% faster here), else asyncio's loop.
+    """
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # e.g. Windows
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+        server_task = asyncio.create_task(serve(pond, host, port, **kwargs))
+        stop_task = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({server_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_task.cancel()
+            server_task.cancel()  # serve() shuts down gracefully when cancelled
+            await asyncio.wait({server_task, stop_task})
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        error = None if server_task.cancelled() else server_task.exception()
+        if error is not None:
+            raise error  # e.g. the port was already in use
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

@@ -1,0 +1,425 @@
+"""The demo chat (through the in-process test client) and the ``pondsocket`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
+
+from pondsocket import PondSocket, __version__
+from pondsocket.cli import main
+from pondsocket.demo import DEMO_PAGE, create_demo
+from pondsocket.testing import ConnectionDeclined, TestClient, TestConnection
+
+ROOM = "/room/lobby"
+
+
+# -- the demo app ------------------------------------------------------------------
+
+
+async def connect(pond: PondSocket, username: str | None = None) -> TestConnection:
+    query = "" if username is None else f"username={username}"
+    return await TestClient(pond).connect("/socket", query=query)
+
+
+async def joined(pond: PondSocket, username: str, room: str = ROOM) -> TestConnection:
+    conn = await connect(pond, username)
+    ack = await conn.join(room)
+    assert (ack["action"], ack["event"]) == ("SYSTEM", "ACKNOWLEDGE")
+    conn.take()
+    return conn
+
+
+def events(conn: TestConnection, event: str) -> list[dict[str, Any]]:
+    return [f["payload"] for f in conn.take() if f["event"] == event]
+
+
+async def settle() -> None:
+    for _ in range(5):  # leave handlers run as tasks
+        await asyncio.sleep(0)
+
+
+async def test_username_is_sanitised_into_the_assigns() -> None:
+    pond = create_demo()
+    conn = await connect(pond, "%20%20Al%3Cb%3Ei%26ce%20%20%20Smith!%20")
+    assert conn.context.assigns == {"username": "Albice Smith"}
+
+
+async def test_missing_username_gets_a_guest_name() -> None:
+    pond = create_demo()
+    for query in (None, "", "%3C%3E"):
+        conn = await connect(pond, query)
+        name = conn.context.assigns["username"]
+        assert name.startswith("guest-") and len(name) == len("guest-1234")
+        assert name[6:].isdigit()
+
+
+async def test_a_username_over_32_characters_is_declined() -> None:
+    pond = create_demo()
+    await connect(pond, "x" * 32)
+    with pytest.raises(ConnectionDeclined) as declined:
+        await connect(pond, "x" * 33)
+    assert declined.value.status == 400
+    assert "at most 32 characters" in declined.value.message
+
+
+async def test_join_tracks_presence() -> None:
+    pond = create_demo()
+    alice = await connect(pond, "alice")
+    ack = await alice.join(ROOM)
+    assert (ack["action"], ack["event"]) == ("SYSTEM", "ACKNOWLEDGE")
+    bob = await connect(pond, "bob")
+    await bob.join(ROOM)
+    presence = [f for f in alice.frames if f["action"] == "PRESENCE"]
+    assert [f["event"] for f in presence] == ["JOIN", "JOIN"]
+    assert presence[-1]["payload"]["changed"] == {"username": "bob", "status": "online"}
+    assert sorted(p["username"] for p in presence[-1]["payload"]["presence"]) == ["alice", "bob"]
+
+
+async def test_message_is_broadcast_to_the_room() -> None:
+    pond = create_demo()
+    alice, bob = await joined(pond, "alice"), await joined(pond, "bob")
+    before = int(time.time() * 1000)
+    await alice.send(ROOM, "message", {"text": "hello"})
+    for conn in (alice, bob):
+        (payload,) = events(conn, "message")
+        assert payload["username"] == "alice" and payload["text"] == "hello"
+        assert before <= payload["at"] <= int(time.time() * 1000)
+
+
+@pytest.mark.parametrize("payload", [{"text": ""}, {"text": "   "}, {"text": "x" * 2001}, {}])
+async def test_empty_or_too_long_text_is_refused(payload: dict[str, Any]) -> None:
+    pond = create_demo()
+    alice, bob = await joined(pond, "alice"), await joined(pond, "bob")
+    answer = await alice.request(ROOM, "message", payload)
+    assert (answer["action"], answer["event"]) == ("ERROR", "HANDLER_ERROR")
+    assert answer["payload"]["status"] == 400
+    assert events(bob, "message") == []
+
+
+async def test_history_replies_with_the_last_50_messages() -> None:
+    pond = create_demo()
+    alice = await joined(pond, "alice")
+    await alice.send(ROOM, "message", {"text": "x" * 2000})  # the longest allowed
+    for n in range(60):
+        await alice.send(ROOM, "message", {"text": f"m{n}"})
+    reply = await alice.request(ROOM, "history")
+    assert (reply["action"], reply["event"]) == ("SYSTEM", "history")
+    messages = reply["payload"]["messages"]
+    assert [m["text"] for m in messages] == [f"m{n}" for n in range(10, 60)]
+    assert all(m["username"] == "alice" for m in messages)
+
+
+async def test_history_is_per_room_and_dropped_when_the_room_empties() -> None:
+    pond = create_demo()
+    alice = await joined(pond, "alice")
+    other = await joined(pond, "bob", "/room/other")
+    await alice.send(ROOM, "message", {"text": "hi"})
+    assert (await other.request("/room/other", "history"))["payload"] == {"messages": []}
+    await alice.leave(ROOM)
+    await settle()
+    carol = await joined(pond, "carol")
+    assert (await carol.request(ROOM, "history"))["payload"] == {"messages": []}
+
+
+async def test_typing_goes_to_everyone_but_the_typist() -> None:
+    pond = create_demo()
+    alice, bob, carol = [await joined(pond, name) for name in ("alice", "bob", "carol")]
+    await alice.send(ROOM, "typing", {"typing": True})
+    assert events(alice, "typing") == []
+    for conn in (bob, carol):
+        assert events(conn, "typing") == [{"username": "alice", "typing": True}]
+    await alice.send(ROOM, "typing", {"typing": False})
+    assert events(bob, "typing") == [{"username": "alice", "typing": False}]
+
+
+async def test_status_updates_presence() -> None:
+    pond = create_demo()
+    alice, bob = await joined(pond, "alice"), await joined(pond, "bob")
+    await alice.send(ROOM, "status", {"status": "away"})
+    (update,) = [f for f in bob.take() if f["action"] == "PRESENCE"]
+    assert update["event"] == "UPDATE"
+    assert {"username": "alice", "status": "away"} in update["payload"]["presence"]
+    refused = await alice.request(ROOM, "status", {"status": "asleep"})
+    assert (refused["event"], refused["payload"]["status"]) == ("HANDLER_ERROR", 400)
+
+
+def test_demo_page_is_self_contained() -> None:
+    page = DEMO_PAGE.decode()
+    assert page.startswith("<!doctype html>")
+    assert "location.host" in page and "/socket" in page
+    assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere
+
+
+# -- the command line ------------------------------------------------------------
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory holding ``chatapp.py``, made the current directory; cleaned from
+    ``sys.path``/``sys.modules`` afterwards."""
+    (tmp_path / "chatapp.py").write_text(
+        textwrap.dedent(
+            """
+            from pondsocket import PondSocket
+
+            pond = PondSocket()
+            pond.create_endpoint("/ws", lambda ctx: ctx.accept())
+            number = 42
+
+            def factory():
+                return pond
+
+            def needs_args(name):
+                return pond
+
+            def wrong():
+                return "nope"
+            """
+        )
+    )
+    (tmp_path / "brokenapp.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield tmp_path
+    for name in ("chatapp", "brokenapp"):
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("nope", "must have the form module:attribute"),
+        ("chatapp:", "must have the form module:attribute"),
+        (":pond", "must have the form module:attribute"),
+        ("no_such_module_xyz:pond", "cannot import module 'no_such_module_xyz'"),
+        ("no_such_package_xyz.sub:pond", "cannot import module 'no_such_package_xyz.sub'"),
+        ("brokenapp:pond", "importing 'brokenapp' failed: No module named 'no_such_dependency"),
+        ("chatapp:missing", "module 'chatapp' has no attribute 'missing'"),
+        ("chatapp:number", "'chatapp:number' is a int, not a PondSocket"),
+        ("chatapp:wrong", "chatapp:wrong() returned a str, not a PondSocket"),
+        ("chatapp:needs_args", "needs arguments"),
+    ],
+)
+def test_serve_reports_a_bad_target_in_one_line(
+    app_dir: Path, capsys: pytest.CaptureFixture[str], target: str, message: str
+) -> None:
+    assert main(["serve", target]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_load_target_accepts_an_instance_or_a_factory(app_dir: Path) -> None:
+    from pondsocket.cli import load_target
+
+    pond = load_target("chatapp:pond")
+    assert isinstance(pond, PondSocket)
+    assert load_target("chatapp:factory") is pond
+
+
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[PondSocket, str, int, dict[str, Any]]]:
+    """Replace the blocking ``PondSocket.run`` with a recorder of its calls."""
+    calls: list[tuple[PondSocket, str, int, dict[str, Any]]] = []
+
+    def run(self: PondSocket, host: str, port: int, **kwargs: Any) -> None:
+        calls.append((self, host, port, kwargs))
+
+    monkeypatch.setattr(PondSocket, "run", run)
+    return calls
+
+
+def test_serve_passes_host_port_and_options(app_dir: Path, runs: list[Any]) -> None:
+    argv = ["serve", "chatapp:factory", "--host", "0.0.0.0", "--port", "9001"]
+    assert main([*argv, "--max-message-size", "2048", "--ping-interval", "0"]) == 0
+    ((pond, host, port, kwargs),) = runs
+    assert (host, port, kwargs) == ("0.0.0.0", 9001, {})
+    assert (pond.options.max_message_size, pond.options.ping_interval) == (2048, None)
+    assert all(endpoint.options is pond.options for endpoint in pond.endpoints)
+
+
+def test_demo_serves_the_page_at_the_root(
+    runs: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--port", "9002", "--ping-interval", "5"]) == 0
+    ((pond, host, port, kwargs),) = runs
+    assert (host, port, pond.options.ping_interval) == ("127.0.0.1", 9002, 5.0)
+    assert kwargs == {"http_routes": {"/": ("text/html; charset=utf-8", DEMO_PAGE)}}
+    assert capsys.readouterr().out == (
+        "PondSocket demo chat: open http://127.0.0.1:9002/ in two browser tabs\n"
+    )
+
+
+def test_bad_options_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--port", "70000"]) == 2
+    assert "invalid port" in capsys.readouterr().err
+    assert main(["demo", "--max-message-size", "0"]) == 2
+    assert main(["serve"]) == 2
+    assert main([]) == 2
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"pondsocket {__version__}"
+
+
+def test_asgi_without_uvicorn_says_what_to_install(
+    app_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # makes ``import uvicorn`` fail
+    assert main(["serve", "chatapp:pond", "--asgi"]) == 2
+    assert "install pondsocket[asgi]" in capsys.readouterr().err
+
+
+# -- real processes ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """``python -m pondsocket ARGS`` in a subprocess, output captured to a file."""
+
+    def __init__(self, args: list[str], cwd: Path, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pondsocket", *args, "--port", str(self.port)],
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_listening(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.output}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail(f"server did not listen within {timeout}s:\n{self.output}")
+
+    def interrupt(self, timeout: float = 10.0) -> int:
+        """SIGINT, like Ctrl+C; returns the exit status."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"server did not stop within {timeout}s of SIGINT:\n{self.output}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Any]:
+    servers: list[Server] = []
+
+    def start(*args: str, cwd: Path = tmp_path) -> Server:
+        server = Server(list(args), cwd, tmp_path / f"server{len(servers)}.log")
+        servers.append(server)
+        server.wait_listening()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def receive(ws: ClientConnection) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(ws.recv(timeout=5))
+    return frame
+
+
+def send(ws: ClientConnection, action: str, channel: str, event: str) -> str:
+    request_id = f"req-{time.monotonic_ns()}"
+    message = {
+        "action": action,
+        "event": event,
+        "channelName": channel,
+        "requestId": request_id,
+        "payload": {},
+    }
+    ws.send(json.dumps(message))
+    return request_id
+
+
+def test_demo_command_serves_page_and_chat(spawn: Any) -> None:
+    server = spawn("demo")
+    base = f"http://127.0.0.1:{server.port}"
+    with urllib.request.urlopen(f"{base}/", timeout=5) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert response.read() == DEMO_PAGE
+    with ws_connect(f"ws://127.0.0.1:{server.port}/socket?username=tester") as ws:
+        hello = receive(ws)
+        assert (hello["action"], hello["event"]) == ("CONNECT", "CONNECTION")
+        join_id = send(ws, "JOIN_CHANNEL", ROOM, "JOIN_CHANNEL")
+        ack = receive(ws)
+        assert (ack["action"], ack["event"], ack["channelName"]) == ("SYSTEM", "ACKNOWLEDGE", ROOM)
+        assert ack["requestId"] == join_id
+        presence = receive(ws)
+        assert presence["payload"]["presence"] == [{"username": "tester", "status": "online"}]
+        assert server.interrupt() == 0
+    output = server.output
+    assert f"open http://127.0.0.1:{server.port}/ in two browser tabs" in output
+    assert "Traceback" not in output
+
+
+APP = """
+from pondsocket import PondSocket
+
+pond = PondSocket()
+
+@pond.create_endpoint("/ws")
+def connect(ctx):
+    ctx.accept({"name": ctx.query.get("name", "anon")})
+"""
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["standalone", "asgi"])
+def test_serve_command_runs_a_module_of_the_current_directory(
+    spawn: Any, tmp_path: Path, asgi: bool
+) -> None:
+    if asgi:
+        pytest.importorskip("uvicorn")
+    (tmp_path / "myapp.py").write_text(APP)
+    server = spawn("serve", "myapp:pond", *(["--asgi"] if asgi else []), cwd=tmp_path)
+    with ws_connect(f"ws://127.0.0.1:{server.port}/ws?name=x") as ws:
+        hello = receive(ws)
+        assert (hello["action"], hello["event"]) == ("CONNECT", "CONNECTION")
+        assert hello["payload"]["connectionId"]
+    assert server.interrupt() == 0
+    assert "Traceback" not in server.output
