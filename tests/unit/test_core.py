@@ -701,3 +701,12 @@ async def test_server_side_api() -> None:
     assert endpoint.close_connection("ghost") is False
     await settle()
     assert [c.reason for c in left] == ["evicted:server says so"]
+
+
+async def test_invalid_utf8_text_closes_the_connection_with_1007() -> None:
+    pond, _ = build()
+    conn = await connect(pond, "a")
+    conn.take()
+    await conn.send_raw(b'{"action":"BROADCAST","event":"\xff"}')
+    assert conn.take() == []
+    assert conn.outlet.closed is not None and conn.outlet.closed[0] == 1007

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -56,6 +57,8 @@ class Endpoint:
         self._lobbies: list[Lobby] = []
         self._channels: dict[str, Channel] = {}
         self._connections: dict[str, Connection] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.path!r} connections={len(self._connections)}>"
@@ -128,6 +131,7 @@ class Endpoint:
             raise UsageError("open() needs an accepted handshake")
         connection = Connection(ctx.connection_id, outlet, dict(ctx.assigns), self.path)
         self._connections[connection.id] = connection
+        self._idle.clear()
         self.metrics.connections_open += 1
         outlet.send(
             encode_frame(
@@ -149,6 +153,13 @@ class Endpoint:
     def forget(self, connection: Connection) -> None:
         if self._connections.pop(connection.id, None) is not None:
             self.metrics.connections_open -= 1
+        if not self._connections:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until every connection of this endpoint has ended."""
+        if self._connections:
+            await self._idle.wait()
 
     # -- channel registry (ChannelHost) --------------------------------------
 

@@ -18,6 +18,8 @@ class CloseCode(enum.IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
     UNSUPPORTED_DATA = 1003
+    INVALID_DATA = 1007
+    """A text message that is not valid UTF-8 (RFC 6455 §8.1)."""
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
@@ -110,6 +111,13 @@ class PondSocket:
         """Close every connection (1001), wait for leave handlers, flush cluster traffic."""
         for endpoint in self._endpoints:
             endpoint.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        try:
+            # Leave handlers start only once each transport has seen its socket close.
+            async with asyncio.timeout(timeout):
+                for endpoint in self._endpoints:
+                    await endpoint.wait_idle()
+        except TimeoutError:
+            log.warning("shutdown: connections still open after %.1f s", timeout)
         await self._tasks.drain(timeout)
         await self.relay.aclose(timeout)
         if self._owns_pubsub:  # a pubsub passed in belongs to the caller

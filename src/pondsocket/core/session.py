@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pondsocket.core.contexts import Decision, EventContext, JoinContext
 from pondsocket.core.invoke import call_handler, run_chain
+from pondsocket.core.outlet import CloseCode
 from pondsocket.core.user import Connection, Member
 from pondsocket.errors import HandlerError
 from pondsocket.wire.codec import (
@@ -106,7 +107,10 @@ class Session:
             )
             return
         if isinstance(decoded, DecodeError):
-            self._send_error(decoded)
+            if decoded.code is ErrorCode.INVALID_UTF8:
+                self.connection.outlet.close(CloseCode.INVALID_DATA, decoded.message)
+            else:
+                self._send_error(decoded)
             return
         if decoded.action == "JOIN_CHANNEL":
             await self._join(decoded)

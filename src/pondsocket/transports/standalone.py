@@ -28,7 +28,6 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ProtocolError
-from websockets.frames import CloseCode as WsCloseCode
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN, Event
@@ -381,13 +380,9 @@ class StandaloneServer:
             if connection.took_binary():
                 session.receive_binary()
                 continue
-            try:
-                await session.receive(data)  # awaited: one connection's messages stay in order
-            except UnicodeDecodeError:
-                # Text arrives undecoded, so invalid UTF-8 surfaces in the JSON decoder.
-                # RFC 6455 §8.1: such a text message fails the connection with 1007.
-                outlet.close(WsCloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
-                return
+            # Text arrives undecoded (no decode round-trip); the session's JSON decoder
+            # validates UTF-8 and closes with 1007 on invalid text (RFC 6455 §8.1).
+            await session.receive(data)  # awaited: one connection's messages stay in order
 
     async def _heartbeat_loop(self, interval: float) -> None:
         # One timer for the whole server, one encoded frame per tick shared by everyone.

@@ -53,6 +53,8 @@ def decode_client_message(data: bytes | str) -> ClientMessage | DecodeError | Ap
         return _salvage(data, f"Invalid message: {exc}")
     except msgspec.DecodeError as exc:
         return DecodeError(ErrorCode.INVALID_MESSAGE, f"Malformed JSON: {exc}", 400)
+    except UnicodeDecodeError:
+        return DecodeError(ErrorCode.INVALID_UTF8, "Message is not valid UTF-8", 400)
     if not message.channelName or not message.requestId:
         return DecodeError(
             ErrorCode.INVALID_MESSAGE,
@@ -68,7 +70,7 @@ def _salvage(data: bytes | str, reason: str) -> DecodeError | ApplicationPing:
     # Slow path, only for invalid messages: read what we can to correlate the error frame.
     try:
         raw = orjson.loads(data)
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, UnicodeDecodeError):
         raw = None
     if not isinstance(raw, dict):
         return DecodeError(
