@@ -13,7 +13,6 @@ one-line message.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import inspect
 import logging
@@ -228,10 +227,6 @@ def _apply_options(pond: PondSocket, args: argparse.Namespace) -> None:
     if not changes:
         return
     try:
-        options = dataclasses.replace(pond.options, **changes)
+        pond.configure(**changes)
     except UsageError as exc:
         raise CLIError(str(exc)) from None
-    # Endpoints keep the options they were created with: give them the new ones too.
-    pond.options = options
-    for endpoint in pond.endpoints:
-        endpoint.options = options

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
@@ -73,6 +74,14 @@ class PondSocket:
             return endpoint
 
         return add(handler) if handler is not None else add
+
+    def configure(self, **changes: Any) -> PondOptions:
+        """Replace some options (``pond.configure(max_message_size=65536)``) before serving;
+        connections already open keep the limits they started with."""
+        self.options = dataclasses.replace(self.options, **changes)
+        for endpoint in self._endpoints:
+            endpoint.options = self.options
+        return self.options
 
     @property
     def endpoints(self) -> list[Endpoint]:
