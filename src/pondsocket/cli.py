@@ -147,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
         ws="websockets-sansio",
         lifespan="on",
         log_level=args.log_level,
+        **pond.asgi.uvicorn_options(),  # frame limit and keep-alive from PondOptions
     )
     return 0
 

@@ -85,9 +85,10 @@ class ASGIApp:
     is full the ``overflow_policy`` applies: ``close`` closes with 4008 (the connection
     leaves its channels at once, while the close frame waits behind what the socket
     already buffered), ``drop`` drops the frame and counts it in ``metrics.frames_dropped``.
-    ASGI cannot abort a socket: a client that never reads again keeps its TCP socket in
-    the server until the server's own timeouts, but this app lets go of it after
-    ``close_timeout`` seconds.
+    ASGI has no way to abort a socket: this app lets go of a closed connection after
+    ``close_timeout`` seconds, but uvicorn keeps the socket of a client that never reads
+    again until the peer goes away (its ping timeout closes the transport, which still
+    waits for the unsent data to drain).
 
     **HTTP.** Plain HTTP requests get 404 (426 on an endpoint path) unless
     :attr:`http_app` is set: that is where an HTTP-based transport (SSE) plugs in.
@@ -308,6 +309,11 @@ class _Connection:
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})
         except OSError:
             # Client gone (uvicorn raises ClientDisconnected, an OSError).
+            self._end(None, discard=True)
+        except RuntimeError as exc:
+            # uvicorn refuses sends once it closed the socket itself (ping timeout,
+            # protocol error): with a single writer that is the only way to get here.
+            log.info("connection %s: the server closed the socket (%s)", self.id, exc)
             self._end(None, discard=True)
         except Exception:
             log.warning("connection %s: sending failed", self.id, exc_info=True)
