@@ -10,6 +10,7 @@ async def test_echo():
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -31,11 +32,14 @@ class ConnectionDeclined(PondSocketError):
 
 
 class RecordingOutlet:
-    """An outlet that keeps every frame it is given, decoded."""
+    """An outlet that keeps every frame it is given, decoded. Closing it ends the session
+    on the next loop iteration, as a transport would once the socket is gone."""
 
     def __init__(self) -> None:
         self.frames: list[Frame] = []
         self.closed: tuple[int, str] | None = None
+        self.session: Session | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     def send(self, frame: bytes) -> None:
         if self.closed is None:
@@ -44,6 +48,8 @@ class RecordingOutlet:
     def close(self, code: int, reason: str) -> None:
         if self.closed is None:
             self.closed = (code, reason)
+            if self.session is not None:
+                self._closing = asyncio.get_running_loop().create_task(self.session.close())
 
 
 class TestConnection:
@@ -150,4 +156,5 @@ class TestClient:
             raise ConnectionDeclined(ctx.decline_status, ctx.decline_message)
         outlet = RecordingOutlet()
         session = endpoint.open(ctx, outlet)
+        outlet.session = session
         return TestConnection(session, outlet, ctx)

@@ -700,7 +700,8 @@ async def test_server_side_api() -> None:
     assert a.outlet.closed == (4000, "")
     assert endpoint.close_connection("ghost") is False
     await settle()
-    assert [c.reason for c in left] == ["evicted:server says so"]
+    assert [c.reason for c in left] == ["evicted:server says so", "connection_closed"]
+    assert endpoint.connection_ids == [b.id]
 
 
 async def test_invalid_utf8_text_closes_the_connection_with_1007() -> None:
