@@ -711,3 +711,24 @@ async def test_invalid_utf8_text_closes_the_connection_with_1007() -> None:
     await conn.send_raw(b'{"action":"BROADCAST","event":"\xff"}')
     assert conn.take() == []
     assert conn.outlet.closed is not None and conn.outlet.closed[0] == 1007
+
+
+async def test_broadcast_hands_every_recipient_the_same_encoded_bytes() -> None:
+    pond, _ = build()
+    conns = [await connect(pond, f"u{i}") for i in range(5)]
+    for conn in conns:
+        await conn.join(LOBBY)
+    sent: list[bytes] = []
+    for conn in conns:
+        original = conn.outlet.send
+
+        def spy(frame: bytes, original: Any = original) -> None:
+            sent.append(frame)
+            original(frame)
+
+        conn.outlet.send = spy  # type: ignore[method-assign]
+    channel = pond.endpoints[0].get_channel(LOBBY)
+    assert channel is not None
+    channel.broadcast("news", {"n": 1})
+    assert len(sent) == 5
+    assert all(frame is sent[0] for frame in sent)  # encoded once, not per recipient
