@@ -1,6 +1,7 @@
 """PubSub: the bus between nodes. ``InMemoryPubSub`` is the embedded default."""
 
 from pondsocket.pubsub.base import (
+    BusState,
     MessageHandler,
     PubSub,
     PubSubClosedError,
@@ -10,6 +11,7 @@ from pondsocket.pubsub.base import (
 from pondsocket.pubsub.memory import InMemoryBroker, InMemoryPubSub
 
 __all__ = [
+    "BusState",
     "InMemoryBroker",
     "InMemoryPubSub",
     "MessageHandler",

@@ -18,11 +18,20 @@ Spec for backend authors:
   dropped for that subscription, counted (``dropped``) and logged. A handler that raises
   is logged with the topic and traceback and delivery goes on.
 * ``close()`` is idempotent; any later call raises :class:`PubSubClosedError`.
+* Connection state: a backend whose broker can go away reports it through
+  ``_notify(BusState.DISCONNECTED)`` and, once reconnected and every subscription is
+  restored, ``_notify(BusState.RECONNECTED)``. Listeners (the cluster layer) register with
+  :meth:`PubSub.add_state_listener`; on RECONNECTED they resync, because whatever was
+  published while the node was away is lost (pub/sub is at most once). A backend that
+  drops messages for any other reason (a subscriber cut off for falling behind) reports
+  ``BusState.RECONNECTED`` too once it is back, so nothing is silently missed.
 """
 
 from __future__ import annotations
 
 import abc
+import enum
+import logging
 from collections.abc import Awaitable, Callable
 
 from pondsocket.errors import PondSocketError
@@ -58,7 +67,30 @@ class Subscription(abc.ABC):
     async def cancel(self) -> None: ...
 
 
+class BusState(enum.Enum):
+    DISCONNECTED = "disconnected"
+    RECONNECTED = "reconnected"
+
+
+StateListener = Callable[[BusState], None]
+
+
 class PubSub(abc.ABC):
+    _state_listeners: list[StateListener]
+
+    def add_state_listener(self, listener: StateListener) -> Callable[[], None]:
+        """Call ``listener(state)`` on every connection change; returns a remover."""
+        listeners = self.__dict__.setdefault("_state_listeners", [])
+        listeners.append(listener)
+        return lambda: listeners.remove(listener) if listener in listeners else None
+
+    def _notify(self, state: BusState) -> None:
+        for listener in list(self.__dict__.get("_state_listeners", ())):
+            try:
+                listener(state)
+            except Exception:
+                logging.getLogger("pondsocket.pubsub").exception("state listener failed")
+
     @abc.abstractmethod
     async def subscribe(self, pattern: str, handler: MessageHandler) -> Subscription: ...
 
