@@ -1,11 +1,14 @@
 """The distributed protocol ("pondsocket.distributed" v1) on top of a PubSub."""
 
 from pondsocket.cluster.envelope import Envelope, EnvelopeType, InvalidEnvelope, decode_envelope
-from pondsocket.cluster.relay import ClusterRelay
+from pondsocket.cluster.node import ClusterNode, ClusterStats
+from pondsocket.cluster.options import ClusterOptions
 from pondsocket.cluster.topics import TopicLayout
 
 __all__ = [
-    "ClusterRelay",
+    "ClusterNode",
+    "ClusterOptions",
+    "ClusterStats",
     "Envelope",
     "EnvelopeType",
     "InvalidEnvelope",

@@ -20,6 +20,7 @@ from pondsocket.core.relay import (
     Recipients,
     Relay,
 )
+from pondsocket.core.remote import RemoteUser, RemoteUsers
 from pondsocket.core.user import Member, User
 from pondsocket.errors import NotJoinedError, PayloadError
 from pondsocket.wire.codec import encode_frame, new_request_id
@@ -62,7 +63,8 @@ class Channel:
         self._lobby = lobby
         self._host = host
         self._members: dict[str, Member] = {}
-        self._presence = PresenceTable()
+        self._remote = RemoteUsers()
+        self._presence = PresenceTable()  # local and remote tracked users
         self._pending_joins = 0
         self.closed = False
 
@@ -77,24 +79,51 @@ class Channel:
 
     @property
     def user_ids(self) -> list[str]:
+        """Members connected to this node."""
         return list(self._members)
 
+    @property
+    def all_user_ids(self) -> list[str]:
+        """Members on every node (remote ones as last announced by their nodes)."""
+        return [*self._members, *(uid for uid, _ in self._remote.items())]
+
     def has_user(self, user_id: str) -> bool:
+        """Whether ``user_id`` is a member connected to this node."""
         return user_id in self._members
 
+    def knows_user(self, user_id: str) -> bool:
+        """Whether ``user_id`` is a member on this node or on another one."""
+        return user_id in self._members or user_id in self._remote
+
     def get_user(self, user_id: str) -> User | None:
+        """A member's data, local or cached from its node; ``None`` if unknown."""
         member = self._members.get(user_id)
-        if member is None:
-            return None
-        return User(user_id, dict(member.assigns), self._presence.get(user_id))
+        if member is not None:
+            return User(user_id, dict(member.assigns), self._presence.get(user_id))
+        remote = self._remote.get(user_id)
+        if remote is not None:
+            return User(user_id, dict(remote.assigns), self._presence.get(user_id))
+        return None
+
+    async def fetch_user(
+        self, user_id: str, *, fresh: bool = False, timeout: float | None = None
+    ) -> User | None:
+        """A member's data from wherever it is connected. Local members and (unless
+        ``fresh``) known remote ones answer at once; otherwise the node hosting the user is
+        asked (``None`` when nobody answers within ``timeout``)."""
+        if user_id in self._members or (not fresh and user_id in self._remote):
+            return self.get_user(user_id)
+        return await self._host.relay.fetch_user(self, user_id, timeout)
 
     def get_presence(self) -> dict[str, dict[str, Any]]:
-        """Presence of every tracked user, by user id."""
+        """Presence of every tracked user on every node, by user id."""
         return self._presence.as_dict()
 
     def get_assigns(self) -> dict[str, dict[str, Any]]:
-        """Assigns of every member, by user id."""
-        return {uid: dict(m.assigns) for uid, m in self._members.items()}
+        """Assigns of every member on every node, by user id."""
+        assigns = {uid: dict(m.assigns) for uid, m in self._members.items()}
+        assigns.update((uid, dict(r.assigns)) for uid, r in self._remote.items())
+        return assigns
 
     # -- delivery ------------------------------------------------------------
 
@@ -135,12 +164,14 @@ class Channel:
         request_id: str | None = None,
         sender_id: str = SENDER_CHANNEL,
     ) -> None:
-        """Send ``event`` to the listed members; raises if one of them is not a member."""
+        """Send ``event`` to the listed members, wherever they are connected; raises
+        :class:`NotJoinedError` if one of them is not a member."""
         request_id = request_id or new_request_id()
-        members = self._members_of(user_ids)
-        self._deliver(ServerAction.BROADCAST, event, payload, members, request_id)
-        ids = [m.id for m in members]
-        self._host.relay.message_sent(self, event, payload, ids, sender_id, request_id)
+        ids = self._known_ids(user_ids)
+        local = [self._members[uid] for uid in ids if uid in self._members]
+        self._deliver(ServerAction.BROADCAST, event, payload, local, request_id)
+        if len(local) < len(ids):  # only when someone is elsewhere: the rest is local work
+            self._host.relay.message_sent(self, event, payload, ids, sender_id, request_id)
 
     def deliver_remote(
         self,
@@ -166,6 +197,13 @@ class Channel:
         frame = encode_frame(ServerAction.SYSTEM, event, self.name, request_id, payload)
         for member in self._members_of(user_ids):
             member.outlet.send(frame)
+
+    def _known_ids(self, user_ids: str | Iterable[str]) -> list[str]:
+        ids = list(dict.fromkeys([user_ids] if isinstance(user_ids, str) else user_ids))
+        missing = [uid for uid in ids if not self.knows_user(uid)]
+        if missing:
+            raise NotJoinedError(f"not members of channel {self.name!r}: {', '.join(missing)}")
+        return ids
 
     def _members_of(self, user_ids: str | Iterable[str]) -> list[Member]:
         ids = [user_ids] if isinstance(user_ids, str) else list(user_ids)
@@ -210,15 +248,16 @@ class Channel:
     def track(self, user_id: str, presence: dict[str, Any]) -> None:
         """Start tracking ``user_id`` with ``presence``; tracked users get a JOIN frame."""
         self._member(user_id)
-        self._publish_presence(
-            self._presence.track(user_id, dict(check_object(presence, "presence")))
-        )
+        change = self._presence.track(user_id, dict(check_object(presence, "presence")))
+        self._publish_presence(change)
+        self._host.relay.presence_changed(self, user_id, change.changed)
 
     def update_presence(self, user_id: str, presence: dict[str, Any]) -> None:
         """Replace the presence of a tracked user; tracked users get an UPDATE frame."""
         self._member(user_id)
         change = self._presence.update(user_id, dict(check_object(presence, "presence")))
         self._publish_presence(change)
+        self._host.relay.presence_changed(self, user_id, change.changed)
 
     def upsert_presence(self, user_id: str, presence: dict[str, Any]) -> None:
         """Track the user if it is not tracked yet, else update its presence."""
@@ -229,9 +268,15 @@ class Channel:
 
     def untrack(self, user_id: str) -> None:
         """Stop tracking ``user_id`` (no-op if untracked); the rest get a LEAVE frame."""
+        self._member(user_id)
+        self._untrack(user_id, announce=True)
+
+    def _untrack(self, user_id: str, *, announce: bool) -> None:
         change = self._presence.untrack(user_id)
         if change is not None:
             self._publish_presence(change)
+            if announce:
+                self._host.relay.presence_changed(self, user_id, None)
 
     def _publish_presence(self, change: PresenceChange) -> None:
         # Every frame carries the full list: the JS client replaces its list with it.
@@ -247,8 +292,13 @@ class Channel:
     # -- assigns -------------------------------------------------------------
 
     def assign(self, user_id: str, assigns: dict[str, Any]) -> None:
-        """Merge ``assigns`` into the member's assigns in this channel."""
-        self._member(user_id).assigns.update(check_object(assigns, "assigns"))
+        """Merge ``assigns`` into the member's assigns in this channel (on its own node too,
+        when the member is connected elsewhere)."""
+        changes = check_object(assigns, "assigns")
+        member = self._members.get(user_id)
+        target = member.assigns if member is not None else self._remote_user(user_id).assigns
+        target.update(changes)
+        self._host.relay.assigns_changed(self, user_id, dict(target))
 
     # -- membership ----------------------------------------------------------
 
@@ -265,39 +315,125 @@ class Channel:
         self._pending_joins -= 1
         self._drop_if_empty()
 
+    def _remote_user(self, user_id: str) -> RemoteUser:
+        remote = self._remote.get(user_id)
+        if remote is None:
+            raise NotJoinedError(f"user {user_id} is not a member of channel {self.name!r}")
+        return remote
+
     def add_member(self, member: Member) -> None:
         self._members[member.id] = member
         member.connection.channels[self.name] = self
+        self._host.relay.member_joined(self, member.id, dict(member.assigns))
 
     def remove_user(self, user_id: str, reason: str = "removed") -> None:
-        """Remove a member: its presence leaves, the leave handlers run, it gets nothing more."""
+        """Remove a member: its presence leaves, the leave handlers run, it gets nothing more.
+        A member connected to another node is removed there."""
+        if user_id not in self._members and user_id in self._remote:
+            self._host.relay.remove_requested(self, user_id, reason)
+            self.forget_remote(user_id)
+            return
         member = self._member(user_id)
         del self._members[user_id]
         member.connection.channels.pop(self.name, None)
         presence = self._presence.get(user_id)
-        self.untrack(user_id)
+        self._untrack(user_id, announce=False)  # USER_LEFT implies it for every peer
+        self._host.relay.member_left(self, user_id)
         user = User(user_id, member.assigns, presence)
         for handler in self._lobby.leave_handlers:
             self._host.spawn(self._lobby.run_leave(handler, self, user, reason), "leave handler")
         self._drop_if_empty()
 
     def evict(self, user_id: str, reason: str = "You have been banned from the channel") -> None:
-        """Notify the user and the channel, then remove the user (reason ``evicted:<reason>``)."""
-        self._member(user_id)
+        """Notify the user and the channel, then remove the user (reason ``evicted:<reason>``),
+        whichever node it is connected to."""
+        if not self.knows_user(user_id):
+            raise NotJoinedError(f"user {user_id} is not a member of channel {self.name!r}")
         options = self._host.options
-        self.send_system(
-            options.eviction_notice_event,
-            {"message": reason, "code": 403},
-            [user_id],
-            new_request_id(),
+        kicked = {"userId": user_id, "reason": reason}
+        request_id = new_request_id()
+        if user_id in self._members:
+            self._kick_out(user_id, reason)
+        self.send_system(options.eviction_broadcast_event, kicked, list(self._members), request_id)
+        self._host.relay.message_sent(
+            self, options.eviction_broadcast_event, kicked, ALL_USERS, SENDER_CHANNEL, request_id
         )
+        if user_id in self._members:
+            self.remove_user(user_id, f"evicted:{reason}")
+        else:
+            self.forget_remote(user_id)
+        # Its own node sends the notice to a remote user and removes it there.
+        self._host.relay.user_evicted(self, user_id, reason)
+
+    def evicted_by_peer(self, user_id: str, reason: str) -> None:
+        """Another node evicted ``user_id``; the channel notice reached everyone already."""
+        if user_id in self._members:
+            self._kick_out(user_id, reason)
+            self.remove_user(user_id, f"evicted:{reason}")
+        else:
+            self.forget_remote(user_id)
+
+    def _kick_out(self, user_id: str, reason: str) -> None:
+        notice = {"message": reason, "code": 403}
         self.send_system(
-            options.eviction_broadcast_event,
-            {"userId": user_id, "reason": reason},
-            list(self._members),
-            new_request_id(),
+            self._host.options.eviction_notice_event, notice, [user_id], new_request_id()
         )
-        self.remove_user(user_id, f"evicted:{reason}")
+
+    # -- state from other nodes (applied by the cluster layer) ---------------
+
+    def apply_remote_member(
+        self,
+        user_id: str,
+        node_id: str,
+        assigns: dict[str, Any] | None,
+        presence: dict[str, Any] | None,
+    ) -> None:
+        """A member of another node joined or was announced; a non-empty presence tracks it."""
+        if user_id in self._members:
+            return  # ours: never let a peer's stale view override the truth
+        self._remote.upsert(user_id, node_id, assigns)
+        if presence:
+            self.apply_remote_presence(user_id, presence)
+
+    def apply_remote_presence(self, user_id: str, presence: dict[str, Any] | None) -> None:
+        """Another node's member changed presence (``None``: untracked)."""
+        if user_id in self._members:
+            return
+        if presence is None:
+            self._untrack(user_id, announce=False)
+        elif user_id in self._presence:
+            if self._presence.get(user_id) != presence:
+                self._publish_presence(self._presence.update(user_id, dict(presence)))
+        else:
+            self._publish_presence(self._presence.track(user_id, dict(presence)))
+
+    def apply_remote_assigns(self, user_id: str, assigns: dict[str, Any]) -> None:
+        """A full assigns snapshot from the cluster: ours if the user is local."""
+        member = self._members.get(user_id)
+        if member is not None:
+            member.assigns = dict(assigns)
+        elif user_id in self._remote:
+            self._remote_user(user_id).assigns = dict(assigns)
+
+    def forget_remote(self, user_id: str) -> None:
+        """A member of another node left (or its node died): drop it and its presence."""
+        if self._remote.remove(user_id) is not None:
+            self._untrack(user_id, announce=False)
+
+    def remote_owner(self, user_id: str) -> str | None:
+        """The node hosting a remote member (``None`` if not a known remote member)."""
+        remote = self._remote.get(user_id)
+        return None if remote is None else remote.node_id
+
+    def remote_users_of(self, node_id: str) -> list[str]:
+        return self._remote.of_node(node_id)
+
+    def local_snapshot(self) -> list[dict[str, Any]]:
+        """Local members as the distributed protocol announces them."""
+        return [
+            {"id": uid, "assigns": dict(m.assigns), "presence": self._presence.get(uid) or {}}
+            for uid, m in self._members.items()
+        ]
 
     def _drop_if_empty(self) -> None:
         if not self._members and self._pending_joins == 0 and not self.closed:

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
-from pondsocket.core.channel import Channel
+from pondsocket.core.channel import Channel, check_object
 from pondsocket.core.contexts import ConnectionContext, Decision
 from pondsocket.core.invoke import Middleware, run_chain
 from pondsocket.core.lobby import JoinHandler, Lobby
@@ -195,13 +195,16 @@ class Endpoint:
         connection = self._connections.get(connection_id)
         return None if connection is None else dict(connection.assigns)
 
-    def broadcast(self, channel_name: str, event: str, payload: dict[str, Any]) -> bool:
-        """Broadcast into a channel by name; ``False`` if no such channel is open here."""
+    def broadcast(self, channel_name: str, event: str, payload: dict[str, Any]) -> None:
+        """Broadcast into a channel by name, to its members on every node (it need not have
+        members here)."""
         channel = self._channels.get(channel_name)
-        if channel is None:
-            return False
-        channel.broadcast(event, payload)
-        return True
+        if channel is not None:
+            channel.broadcast(event, payload)
+        else:
+            self.relay.broadcast_elsewhere(
+                self.path, channel_name, event, check_object(payload, "payload")
+            )
 
     def close_connection(
         self, connection_id: str, code: int = CloseCode.CLOSED_BY_SERVER, reason: str = ""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pondsocket.core.channel import Channel
+    from pondsocket.core.user import User
 
 ALL_USERS = "ALL_USERS"
 ALL_EXCEPT_SENDER = "ALL_EXCEPT_SENDER"
@@ -21,6 +22,8 @@ Recipients = str | list[str]
 
 
 class Relay(Protocol):
+    """Told of every change a channel makes, so the other nodes can follow."""
+
     def channel_opened(self, channel: Channel) -> None: ...
 
     def channel_closed(self, channel: Channel) -> None: ...
@@ -35,23 +38,24 @@ class Relay(Protocol):
         request_id: str,
     ) -> None: ...
 
+    def member_joined(self, channel: Channel, user_id: str, assigns: dict[str, Any]) -> None: ...
 
-class NullRelay:
-    """A relay for a server that is not part of a cluster."""
+    def member_left(self, channel: Channel, user_id: str) -> None: ...
 
-    def channel_opened(self, channel: Channel) -> None:
-        pass
+    def presence_changed(
+        self, channel: Channel, user_id: str, presence: dict[str, Any] | None
+    ) -> None: ...
 
-    def channel_closed(self, channel: Channel) -> None:
-        pass
+    def assigns_changed(self, channel: Channel, user_id: str, assigns: dict[str, Any]) -> None: ...
 
-    def message_sent(
-        self,
-        channel: Channel,
-        event: str,
-        payload: dict[str, Any],
-        recipients: Recipients,
-        sender_id: str,
-        request_id: str,
-    ) -> None:
-        pass
+    def user_evicted(self, channel: Channel, user_id: str, reason: str) -> None: ...
+
+    def remove_requested(self, channel: Channel, user_id: str, reason: str) -> None: ...
+
+    async def fetch_user(
+        self, channel: Channel, user_id: str, timeout: float | None
+    ) -> User | None: ...
+
+    def broadcast_elsewhere(
+        self, endpoint_path: str, channel_name: str, event: str, payload: dict[str, Any]
+    ) -> None: ...

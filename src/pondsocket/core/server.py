@@ -8,7 +8,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
-from pondsocket.cluster.relay import ClusterRelay
+from pondsocket.cluster.node import ClusterNode
+from pondsocket.cluster.options import ClusterOptions
 from pondsocket.core.endpoint import ConnectionHandler, Endpoint
 from pondsocket.core.invoke import Middleware
 from pondsocket.core.metrics import Metrics
@@ -39,13 +40,14 @@ class PondSocket:
         pubsub: PubSub | None = None,
         *,
         node_id: str | None = None,
+        cluster: ClusterOptions | None = None,
     ) -> None:
         self.options = options or PondOptions()
         self._owns_pubsub = pubsub is None
         self.pubsub: PubSub = pubsub if pubsub is not None else InMemoryPubSub()
         self.metrics = Metrics()
         self._tasks = TaskSet()
-        self.relay = ClusterRelay(self.pubsub, self._tasks.spawn, node_id=node_id)
+        self.cluster = ClusterNode(self.pubsub, self._tasks.spawn, node_id=node_id, options=cluster)
         self._endpoints: list[Endpoint] = []
         self._asgi: ASGIApp | None = None
 
@@ -68,7 +70,7 @@ class PondSocket:
 
         def add(fn: ConnectionHandler) -> Endpoint:
             endpoint = Endpoint(
-                path, fn, middleware, self.options, self.metrics, self._tasks, self.relay
+                path, fn, middleware, self.options, self.metrics, self._tasks, self.cluster
             )
             self._endpoints.append(endpoint)
             return endpoint
@@ -128,6 +130,6 @@ class PondSocket:
         except TimeoutError:
             log.warning("shutdown: connections still open after %.1f s", timeout)
         await self._tasks.drain(timeout)
-        await self.relay.aclose(timeout)
+        await self.cluster.aclose(timeout)
         if self._owns_pubsub:  # a pubsub passed in belongs to the caller
             await self.pubsub.close()

@@ -1,0 +1,460 @@
+"""This process as a node of a PondSocket cluster (PROTOCOL.md §3).
+
+Channels serve their local members themselves and tell the node (their :class:`Relay`)
+what changed; the node publishes that as v1 envelopes on the channel's topic. Envelopes
+from other nodes are applied to the local channel (:mod:`pondsocket.cluster.inbound`).
+Outgoing envelopes wait in a bounded queue drained by one task, so a channel never awaits
+the broker. One heartbeat per node; peers that go silent are declared dead and their users
+leave every channel, with LEAVE frames to local clients. Every envelope carries a
+per-topic ``seq`` (ignored by other implementations): a gap, or a reconnection of the bus,
+triggers a resync of the channels concerned, reported through :meth:`on_resync`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from pondsocket.cluster import inbound
+from pondsocket.cluster.envelope import Envelope, EnvelopeType, InvalidEnvelope, decode_envelope
+from pondsocket.cluster.options import ClusterOptions
+from pondsocket.cluster.topics import HEARTBEAT_NAME, TopicLayout, endpoint_name
+from pondsocket.cluster.tracking import NodeRegistry, RecentIds, SeqStatus, SequenceTracker
+from pondsocket.core.relay import ALL_USERS, SENDER_CHANNEL, Recipients
+from pondsocket.core.user import User
+from pondsocket.pubsub.base import BusState, PubSub, PubSubClosedError, Subscription
+
+if TYPE_CHECKING:
+    from pondsocket.core.channel import Channel
+
+log = logging.getLogger("pondsocket.cluster")
+
+Spawn = Callable[[Coroutine[Any, Any, None], str], None]
+ResyncListener = Callable[[str, str], None]
+"""``listener(channel_name, reason)``; reasons: ``reconnect``, ``gap``."""
+
+
+@dataclass(slots=True)
+class ClusterStats:
+    published: int = 0
+    received: int = 0
+    invalid: int = 0
+    """Messages on our topics that were not valid envelopes (dropped)."""
+    duplicates: int = 0
+    dropped: int = 0
+    """Envelopes dropped because the outgoing queue was full."""
+    publish_errors: int = 0
+    gaps: int = 0
+    """Sequence gaps seen in a peer's envelopes (messages lost on the way)."""
+    resyncs: int = 0
+    dead_nodes: int = 0
+    reconnects: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class _Resync:
+    deadline: float
+    unconfirmed: set[str]
+
+
+class ClusterNode:
+    def __init__(
+        self,
+        pubsub: PubSub,
+        spawn: Spawn,
+        *,
+        node_id: str | None = None,
+        options: ClusterOptions | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pubsub = pubsub
+        self.node_id = node_id or uuid.uuid4().hex[:12]
+        self.options = options or ClusterOptions()
+        self.layout = TopicLayout(self.options.prefix, self.options.namespace)
+        self.stats = ClusterStats()
+        self.registry = NodeRegistry(self.options.heartbeat_timeout * 12)  # = upstream 90 s
+        self._spawn = spawn
+        self.clock = clock
+        self._sequences = SequenceTracker()
+        self._recent = RecentIds(self.options.dedupe_window)
+        self._seq: dict[str, int] = collections.defaultdict(int)
+        self._channels: dict[str, Channel] = {}
+        self._subscriptions: dict[str, asyncio.Task[Subscription | None]] = {}
+        self._resyncs: dict[str, _Resync] = {}
+        self._pending_gets: dict[str, asyncio.Future[User | None]] = {}
+        self._resync_listeners: list[ResyncListener] = []
+        self._outbox: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._heartbeat_sub: asyncio.Task[Subscription | None] | None = None
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start heartbeats and liveness checks (idempotent; needs a running loop)."""
+        if self._started or self._closed:
+            return
+        self._started = True
+        loop = asyncio.get_running_loop()
+        self.pubsub.add_state_listener(self._bus_state_changed)
+        self._heartbeat_sub = loop.create_task(
+            self._subscribe(self.layout.heartbeat(), self._on_heartbeat_topic)
+        )
+        self._tasks += [
+            loop.create_task(self._flush_loop(), name="pondsocket-cluster-flush"),
+            loop.create_task(self._heartbeat_loop(), name="pondsocket-cluster-heartbeat"),
+            loop.create_task(self._liveness_loop(), name="pondsocket-cluster-liveness"),
+        ]
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Publish what is queued (bounded by ``timeout``), then stop and unsubscribe."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._drained.wait()
+        except TimeoutError:
+            log.warning("cluster node closed with %d unsent envelopes", len(self._outbox))
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        subscriptions = list(self._subscriptions.values())
+        if self._heartbeat_sub is not None:
+            subscriptions.append(self._heartbeat_sub)
+        for subscription in subscriptions:
+            await self._unsubscribe(subscription)
+        self._subscriptions.clear()
+        for future in self._pending_gets.values():
+            future.cancel()
+
+    def on_resync(self, listener: ResyncListener) -> Callable[[], None]:
+        """Call ``listener(channel_name, reason)`` whenever a channel is resynced because
+        messages may have been lost (``reconnect``: the bus came back; ``gap``: a peer's
+        sequence skipped). Returns a remover."""
+        self._resync_listeners.append(listener)
+        return lambda: self._resync_listeners.remove(listener)
+
+    # -- channels (Relay) ----------------------------------------------------
+
+    def topic_of(self, channel: Channel) -> str:
+        return self.layout.channel(endpoint_name(channel.endpoint_path), channel.name)
+
+    def channel_opened(self, channel: Channel) -> None:
+        self.start()
+        topic = self.topic_of(channel)
+        self._channels[topic] = channel
+
+        async def subscribe_then_ask() -> Subscription | None:
+            subscription = await self._subscribe(topic, self._receive)
+            if subscription is not None and self._channels.get(topic) is channel:
+                self._publish(channel, EnvelopeType.STATE_REQUEST, {"fromNode": self.node_id})
+            return subscription
+
+        self._subscriptions[topic] = asyncio.get_running_loop().create_task(subscribe_then_ask())
+
+    def channel_closed(self, channel: Channel) -> None:
+        topic = self.topic_of(channel)
+        if self._channels.get(topic) is channel:
+            del self._channels[topic]
+            self._resyncs.pop(topic, None)
+            self._sequences.forget_topic(topic)
+        task = self._subscriptions.pop(topic, None)
+        if task is not None:
+            self._spawn(self._unsubscribe(task), "cluster unsubscribe")
+
+    def message_sent(
+        self,
+        channel: Channel,
+        event: str,
+        payload: dict[str, Any],
+        recipients: Recipients,
+        sender_id: str,
+        request_id: str,
+    ) -> None:
+        fields = {
+            "fromUserId": sender_id,
+            "event": event,
+            "payload": payload,
+            "requestId": request_id,
+            "recipientDescriptor": recipients,
+        }
+        self._publish(channel, EnvelopeType.USER_MESSAGE, fields)
+
+    def member_joined(self, channel: Channel, user_id: str, assigns: dict[str, Any]) -> None:
+        fields = {"userId": user_id, "presence": {}, "assigns": assigns}
+        self._publish(channel, EnvelopeType.USER_JOINED, fields)
+
+    def member_left(self, channel: Channel, user_id: str) -> None:
+        self._publish(channel, EnvelopeType.USER_LEFT, {"userId": user_id})
+
+    def presence_changed(
+        self, channel: Channel, user_id: str, presence: dict[str, Any] | None
+    ) -> None:
+        if presence is None:
+            self._publish(channel, EnvelopeType.PRESENCE_REMOVED, {"userId": user_id})
+        else:
+            fields = {"userId": user_id, "presence": presence}
+            self._publish(channel, EnvelopeType.PRESENCE_UPDATE, fields)
+
+    def assigns_changed(self, channel: Channel, user_id: str, assigns: dict[str, Any]) -> None:
+        self._publish(channel, EnvelopeType.ASSIGNS_UPDATE, {"userId": user_id, "assigns": assigns})
+
+    def user_evicted(self, channel: Channel, user_id: str, reason: str) -> None:
+        self._publish(channel, EnvelopeType.EVICT_USER, {"userId": user_id, "reason": reason})
+
+    def remove_requested(self, channel: Channel, user_id: str, reason: str) -> None:
+        self._publish(channel, EnvelopeType.USER_REMOVE, {"userId": user_id, "reason": reason})
+
+    async def fetch_user(
+        self, channel: Channel, user_id: str, timeout: float | None
+    ) -> User | None:
+        """Ask the node hosting ``user_id`` for its live data (``None`` if nobody answers)."""
+        request_id = uuid.uuid4().hex
+        future: asyncio.Future[User | None] = asyncio.get_running_loop().create_future()
+        self._pending_gets[request_id] = future
+        fields = {"userId": user_id, "requestId": request_id, "fromNode": self.node_id}
+        self._publish(channel, EnvelopeType.USER_GET_REQUEST, fields)
+        try:
+            async with asyncio.timeout(timeout or self.options.get_user_timeout):
+                return await future
+        except TimeoutError:
+            return None
+        finally:
+            self._pending_gets.pop(request_id, None)
+
+    def broadcast_elsewhere(
+        self, endpoint_path: str, channel_name: str, event: str, payload: dict[str, Any]
+    ) -> None:
+        """Broadcast into a channel that has no local members (a server-side broadcast)."""
+        self.start()
+        fields = {
+            "fromUserId": SENDER_CHANNEL,
+            "event": event,
+            "payload": payload,
+            "requestId": uuid.uuid4().hex,
+            "recipientDescriptor": ALL_USERS,
+        }
+        name = endpoint_name(endpoint_path)
+        envelope = Envelope(EnvelopeType.USER_MESSAGE, self.node_id, name, channel_name, fields)
+        self._enqueue(self.layout.channel(name, channel_name), envelope)
+
+    # -- resync --------------------------------------------------------------
+
+    def resync(self, channel: Channel, reason: str) -> None:
+        """Ask every node for the channel's state again; remote users nobody confirms
+        within ``resync_window`` are dropped."""
+        topic = self.topic_of(channel)
+        pending = self._resyncs.get(topic)
+        unconfirmed = {uid for uid in channel.all_user_ids if not channel.has_user(uid)}
+        deadline = self.clock() + self.options.resync_window
+        if pending is not None:
+            unconfirmed |= pending.unconfirmed
+        self._resyncs[topic] = _Resync(deadline, unconfirmed)
+        self.stats.resyncs += 1
+        self._publish(channel, EnvelopeType.STATE_REQUEST, {"fromNode": self.node_id})
+        self.answer_state(channel)  # peers that lost our messages learn our truth unasked
+        log.info("resyncing channel %s (%s)", channel.name, reason)
+        for listener in list(self._resync_listeners):
+            try:
+                listener(channel.name, reason)
+            except Exception:
+                log.exception("resync listener failed")
+
+    def confirm(self, topic: str, node_id: str, user_ids: set[str]) -> None:
+        """A node answered a STATE_REQUEST: its listed users are confirmed."""
+        pending = self._resyncs.get(topic)
+        if pending is not None:
+            pending.unconfirmed -= user_ids
+
+    def _expire_resyncs(self, now: float) -> None:
+        for topic, pending in list(self._resyncs.items()):
+            if now < pending.deadline:
+                continue
+            del self._resyncs[topic]
+            channel = self._channels.get(topic)
+            if channel is not None:
+                for user_id in pending.unconfirmed:
+                    channel.forget_remote(user_id)
+
+    def _bus_state_changed(self, state: BusState) -> None:
+        if state is BusState.DISCONNECTED:
+            log.warning("cluster bus disconnected; channels will resync when it is back")
+            return
+        self.stats.reconnects += 1
+        self._send_heartbeat()
+        for channel in list(self._channels.values()):
+            self.resync(channel, "reconnect")
+
+    # -- outgoing ------------------------------------------------------------
+
+    def _publish(self, channel: Channel, kind: EnvelopeType, fields: dict[str, Any]) -> None:
+        envelope = Envelope(
+            kind, self.node_id, endpoint_name(channel.endpoint_path), channel.name, fields
+        )
+        self._enqueue(self.topic_of(channel), envelope)
+
+    def _enqueue(self, topic: str, envelope: Envelope) -> None:
+        if self._closed and not self._started:
+            return
+        if len(self._outbox) >= self.options.outbox_size:
+            self.stats.dropped += 1
+            log.warning("cluster outbox full (%d); dropped a %s", len(self._outbox), envelope.type)
+            return
+        self._seq[topic] += 1  # after the drop check: a drop shows peers a gap only if sent
+        envelope.fields["seq"] = self._seq[topic]
+        self._outbox.append((topic, envelope.encode()))
+        self._drained.clear()
+        self._wakeup.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            while self._outbox:
+                topic, data = self._outbox.popleft()
+                try:
+                    await self.pubsub.publish(topic, data)
+                    self.stats.published += 1
+                except PubSubClosedError:
+                    self._outbox.clear()
+                except Exception:
+                    self.stats.publish_errors += 1
+                    log.exception("publishing to %s failed", topic)
+            self._drained.set()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def _send_heartbeat(self) -> None:
+        fields = {
+            "nodeId": self.node_id,
+            "heartbeatIntervalMs": int(self.options.heartbeat_interval * 1000),
+            "heartbeatTimeoutMs": int(self.options.heartbeat_timeout * 1000),
+        }
+        envelope = Envelope(
+            EnvelopeType.NODE_HEARTBEAT, self.node_id, HEARTBEAT_NAME, HEARTBEAT_NAME, fields
+        )
+        self._enqueue(self.layout.heartbeat(), envelope)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            self._send_heartbeat()
+            await asyncio.sleep(self.options.heartbeat_interval)
+
+    async def _liveness_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.liveness_check_interval)
+            now = self.clock()
+            for node_id in self.registry.expire(now):
+                self._node_died(node_id)
+            self._expire_resyncs(now)
+
+    def _node_died(self, node_id: str) -> None:
+        self.stats.dead_nodes += 1
+        self._sequences.forget_source(node_id)
+        removed = 0
+        for channel in list(self._channels.values()):
+            for user_id in channel.remote_users_of(node_id):
+                channel.forget_remote(user_id)
+                removed += 1
+        log.warning(
+            "node %s stopped heartbeating: removed its %d channel members", node_id, removed
+        )
+
+    # -- incoming ------------------------------------------------------------
+
+    def _on_heartbeat_topic(self, topic: str, data: bytes) -> None:
+        envelope = self._accept(topic, data)
+        if envelope is not None and envelope.type is EnvelopeType.NODE_HEARTBEAT:
+            inbound.heartbeat(self, envelope)
+
+    def _receive(self, topic: str, data: bytes) -> None:
+        envelope = self._accept(topic, data)
+        channel = self._channels.get(topic)
+        if envelope is None or channel is None:
+            return
+        if envelope.type is not EnvelopeType.NODE_HEARTBEAT:
+            inbound.apply(self, channel, topic, envelope)
+
+    def _accept(self, topic: str, data: bytes) -> Envelope | None:
+        """Validate, drop our own and duplicates, and check the sender's sequence."""
+        try:
+            envelope = decode_envelope(data)
+        except InvalidEnvelope as exc:
+            self.stats.invalid += 1
+            log.warning("dropped an invalid envelope on %s: %s", topic, exc)
+            return None
+        if envelope.source_node_id == self.node_id:
+            return None  # the broker echoes our own publications
+        if self._recent.seen(envelope.message_id):
+            self.stats.duplicates += 1
+            return None
+        self.stats.received += 1
+        seq = envelope.fields.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            status = self._sequences.observe(envelope.source_node_id, topic, seq)
+            if status is SeqStatus.GAP:
+                self._gap(topic, envelope.source_node_id)
+        return envelope
+
+    def _gap(self, topic: str, source: str) -> None:
+        self.stats.gaps += 1
+        log.warning("messages from node %s on %s were lost; resyncing", source, topic)
+        channel = self._channels.get(topic)
+        channels = [channel] if channel is not None else list(self._channels.values())
+        for target in channels:  # a heartbeat-topic gap: the link itself dropped messages
+            self.resync(target, "gap")
+
+    def answer_state(self, channel: Channel) -> None:
+        self._publish(channel, EnvelopeType.STATE_RESPONSE, {"users": channel.local_snapshot()})
+
+    def answer_get(self, channel: Channel, user: User, request_id: str) -> None:
+        fields = {
+            "userId": user.id,
+            "requestId": request_id,
+            "assigns": user.assigns,
+            "presence": user.presence or {},
+        }
+        self._publish(channel, EnvelopeType.USER_GET_RESPONSE, fields)
+
+    def resolve_get(self, request_id: str, user: User) -> None:
+        future = self._pending_gets.get(request_id)
+        if future is not None and not future.done():
+            future.set_result(user)
+
+    # -- subscriptions -------------------------------------------------------
+
+    async def _subscribe(
+        self, topic: str, handler: Callable[[str, bytes], None]
+    ) -> Subscription | None:
+        async def deliver(received_topic: str, data: bytes) -> None:
+            handler(received_topic, data)
+
+        try:
+            return await self.pubsub.subscribe(topic, deliver)
+        except PubSubClosedError:
+            return None
+        except Exception:
+            log.exception("subscribing to %s failed", topic)
+            return None
+
+    @staticmethod
+    async def _unsubscribe(task: asyncio.Task[Subscription | None]) -> None:
+        subscription = await task
+        if subscription is not None:
+            with contextlib.suppress(PubSubClosedError):
+                await subscription.cancel()

@@ -1,0 +1,41 @@
+"""Settings of the cluster layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pondsocket.errors import UsageError
+
+UPSTREAM_HEARTBEAT_INTERVAL = 30.0
+UPSTREAM_HEARTBEAT_TIMEOUT = 90.0
+"""What upstream nodes use, and what we assume for peers that do not advertise theirs."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOptions:
+    prefix: str = "pondsocket"
+    """First part of every topic; must match the other nodes'."""
+    namespace: str = "default"
+    """Nodes only see nodes of the same prefix and namespace."""
+    heartbeat_interval: float = 2.5
+    """Seconds between this node's heartbeats (one per node, never per channel)."""
+    heartbeat_timeout: float = 7.5
+    """Silence after which peers declare this node dead. Advertised in every heartbeat;
+    peers that advertise nothing get the upstream 90 s."""
+    liveness_check_interval: float = 1.0
+    resync_window: float = 3.0
+    """After asking for a channel's state, remote users nobody confirmed within this many
+    seconds are dropped (their node left the channel while we were not listening)."""
+    outbox_size: int = 10_000
+    """Envelopes waiting for the pubsub; beyond it new ones are dropped, counted, logged."""
+    get_user_timeout: float = 2.0
+    dedupe_window: int = 10_000
+    """How many recent message ids are remembered to drop duplicates."""
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval <= 0 or self.heartbeat_timeout <= self.heartbeat_interval:
+            raise UsageError("need 0 < heartbeat_interval < heartbeat_timeout")
+        if ":" in self.prefix or ":" in self.namespace or not self.prefix or not self.namespace:
+            raise UsageError("prefix and namespace must be non-empty and contain no ':'")
+        if self.outbox_size < 1 or self.dedupe_window < 1:
+            raise UsageError("outbox_size and dedupe_window must be positive")

@@ -1,0 +1,103 @@
+"""Pure bookkeeping for the cluster layer, with time passed in: which nodes are alive,
+which messages were seen, and whether a peer's sequence numbers skipped some."""
+
+from __future__ import annotations
+
+import collections
+import enum
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _Peer:
+    last_seen: float
+    timeout: float
+
+
+class NodeRegistry:
+    """Last-seen times of peer nodes; a node is dead once silent for its timeout."""
+
+    def __init__(self, default_timeout: float) -> None:
+        self.default_timeout = default_timeout
+        self._peers: dict[str, _Peer] = {}
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._peers
+
+    def heartbeat(self, node_id: str, now: float, timeout: float | None = None) -> bool:
+        """Record a heartbeat; ``True`` if the node was not known before."""
+        peer = self._peers.get(node_id)
+        if peer is None:
+            self._peers[node_id] = _Peer(now, timeout or self.default_timeout)
+            return True
+        peer.last_seen = now
+        if timeout is not None:
+            peer.timeout = timeout
+        return False
+
+    def noticed(self, node_id: str, now: float) -> None:
+        """A node owns users we just learnt of: start its clock if it has none yet."""
+        if node_id not in self._peers:
+            self._peers[node_id] = _Peer(now, self.default_timeout)
+
+    def expire(self, now: float) -> list[str]:
+        """Remove and return the nodes whose timeout has passed."""
+        dead = [nid for nid, p in self._peers.items() if now - p.last_seen >= p.timeout]
+        for node_id in dead:
+            del self._peers[node_id]
+        return dead
+
+    def forget(self, node_id: str) -> None:
+        self._peers.pop(node_id, None)
+
+
+class RecentIds:
+    """The last ``size`` message ids, to drop duplicates."""
+
+    def __init__(self, size: int) -> None:
+        self._order: collections.deque[str] = collections.deque(maxlen=size)
+        self._ids: set[str] = set()
+
+    def seen(self, message_id: str) -> bool:
+        """``True`` if the id was seen before; records it otherwise."""
+        if message_id in self._ids:
+            return True
+        if len(self._order) == self._order.maxlen:
+            self._ids.discard(self._order[0])
+        self._order.append(message_id)
+        self._ids.add(message_id)
+        return False
+
+
+class SeqStatus(enum.Enum):
+    FIRST = "first"
+    IN_ORDER = "in_order"
+    GAP = "gap"
+    """Messages between the last one seen and this one were lost."""
+    RESTART = "restart"
+    """The sequence went backwards: the peer restarted its counter."""
+
+
+class SequenceTracker:
+    """Per (source node, topic) sequence numbers of received envelopes."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], int] = {}
+
+    def observe(self, source: str, topic: str, seq: int) -> SeqStatus:
+        key = (source, topic)
+        last = self._last.get(key)
+        self._last[key] = seq
+        if last is None:
+            return SeqStatus.FIRST
+        if seq == last + 1:
+            return SeqStatus.IN_ORDER
+        return SeqStatus.GAP if seq > last else SeqStatus.RESTART
+
+    def forget_source(self, source: str) -> None:
+        for key in [k for k in self._last if k[0] == source]:
+            del self._last[key]
+
+    def forget_topic(self, topic: str) -> None:
+        for key in [k for k in self._last if k[1] == topic]:
+            del self._last[key]
