@@ -109,6 +109,7 @@ async def test_single_node_publishes_through_its_pubsub() -> None:
     conn = await TestClient(pond).connect("/socket")
     await conn.join(ROOM)
     await conn.send(ROOM, "all", {"x": 1})
+
     def messages() -> list[tuple[str, Envelope]]:
         decoded = [(topic, decode_envelope(data)) for topic, data in seen]
         return [(t, e) for t, e in decoded if e.type is EnvelopeType.USER_MESSAGE]

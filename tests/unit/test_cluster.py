@@ -1,0 +1,347 @@
+"""The cluster protocol between nodes sharing one in-memory broker (no sockets, no Redis):
+presence, assigns, eviction, removal, lookups, liveness and loss detection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from pondsocket import EventContext, JoinContext, PondSocket
+from pondsocket.cluster import ClusterOptions, Envelope, EnvelopeType, decode_envelope
+from pondsocket.pubsub import BusState, InMemoryPubSub
+from pondsocket.pubsub.memory import InMemoryBroker
+from pondsocket.testing import TestClient, TestConnection
+
+ROOM = "/room/1"
+FAST = ClusterOptions(
+    heartbeat_interval=0.05, heartbeat_timeout=0.2, liveness_check_interval=0.02, resync_window=0.2
+)
+
+
+class Node:
+    def __init__(self, broker: InMemoryBroker, node_id: str, options: ClusterOptions = FAST):
+        self.pubsub = InMemoryPubSub(broker)
+        self.pond = PondSocket(pubsub=self.pubsub, node_id=node_id, cluster=options)
+        self.left: list[tuple[str, str]] = []
+        endpoint = self.pond.create_endpoint("/socket", lambda ctx: ctx.accept())
+        lobby = endpoint.create_channel("/room/:id", self.join)
+        lobby.on_message("all", lambda ctx: ctx.broadcast("all", ctx.payload))
+        lobby.on_message("to", lambda ctx: ctx.broadcast_to("to", {}, ctx.payload["ids"]))
+        lobby.on_message("kick", lambda ctx: ctx.evict("bye", ctx.payload["id"]))
+        lobby.on_message("remove", lambda ctx: ctx.channel.remove_user(ctx.payload["id"]))
+        lobby.on_message("status", lambda ctx: ctx.update_presence(ctx.payload))
+        lobby.on_message(
+            "set", lambda ctx: ctx.channel.assign(ctx.payload["id"], ctx.payload["assigns"])
+        )
+        lobby.on_message("whois", self.whois)
+        lobby.on_leave(lambda ctx: self.left.append((ctx.user.id, ctx.reason)))
+        self.endpoint = endpoint
+
+    @staticmethod
+    def join(ctx: JoinContext) -> None:
+        ctx.accept(ctx.join_params.get("assigns"))
+        if "name" in ctx.join_params:
+            ctx.track({"name": ctx.join_params["name"]})
+
+    @staticmethod
+    async def whois(ctx: EventContext) -> None:
+        user = await ctx.channel.fetch_user(ctx.payload["id"], fresh=True)
+        ctx.reply("whois", {"assigns": user.assigns, "presence": user.presence} if user else {})
+
+    async def client(self, name: str | None = None, **assigns: Any) -> TestConnection:
+        conn = await TestClient(self.pond).connect("/socket")
+        params: dict[str, Any] = {"assigns": assigns}
+        if name is not None:
+            params["name"] = name
+        ack = await conn.join(ROOM, params)
+        assert ack["event"] == "ACKNOWLEDGE"
+        return conn
+
+    @property
+    def channel(self) -> Any:
+        return self.endpoint.get_channel(ROOM)
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def presence_names(conn: TestConnection) -> list[str]:
+    frames = conn.frames_for(ROOM, action="PRESENCE")
+    return sorted(p["name"] for p in frames[-1]["payload"]["presence"]) if frames else []
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Callable[[str], Node]]:
+    broker = InMemoryBroker()
+    nodes: list[Node] = []
+
+    def make(node_id: str) -> Node:
+        node = Node(broker, node_id)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        await node.pond.shutdown(timeout=1)
+        await node.pubsub.close()
+
+
+async def settle() -> None:
+    await asyncio.sleep(0.05)
+
+
+async def test_presence_crosses_nodes_with_merged_lists(cluster: Callable[[str], Node]) -> None:
+    a, b = cluster("a"), cluster("b")
+    alice = await a.client("alice")
+    await settle()
+    bob = await b.client("bob")
+    # bob (late joiner) learns alice through STATE_REQUEST/RESPONSE; alice gets a JOIN frame.
+    await eventually(lambda: presence_names(bob) == ["alice", "bob"])
+    await eventually(lambda: presence_names(alice) == ["alice", "bob"])
+    join = alice.frames_for(ROOM, action="PRESENCE")[-1]
+    assert (join["event"], join["payload"]["changed"]) == ("JOIN", {"name": "bob"})
+
+    await bob.send(ROOM, "status", {"name": "bob", "status": "away"})
+    await eventually(lambda: alice.frames_for(ROOM, action="PRESENCE")[-1]["event"] == "UPDATE")
+    assert alice.frames_for(ROOM, action="PRESENCE")[-1]["payload"]["changed"]["status"] == "away"
+
+    await bob.leave(ROOM)
+    await eventually(lambda: alice.frames_for(ROOM, action="PRESENCE")[-1]["event"] == "LEAVE")
+    leave = alice.frames_for(ROOM, action="PRESENCE")[-1]
+    assert leave["payload"] == {
+        "changed": {"name": "bob", "status": "away"},
+        "presence": [{"name": "alice"}],
+    }
+    assert a.channel.all_user_ids == [alice.id]
+
+
+async def test_broadcast_to_a_user_on_another_node(cluster: Callable[[str], Node]) -> None:
+    a, b = cluster("a"), cluster("b")
+    alice = await a.client("alice")
+    bob = await b.client("bob")
+    carol = await b.client("carol")
+    await eventually(lambda: a.channel.knows_user(bob.id))
+    await alice.send(ROOM, "to", {"ids": [bob.id]})
+    await eventually(lambda: bool(bob.frames_for(ROOM, event="to")))
+    await carol.send(ROOM, "all", {"sentinel": True})
+    await eventually(lambda: bool(alice.frames_for(ROOM, event="all")))
+    assert carol.frames_for(ROOM, event="to") == []
+    error = await alice.request(ROOM, "to", {"ids": ["nobody"]})
+    assert error["event"] == "HANDLER_ERROR"
+
+
+async def test_assigns_sync_and_remote_assign(cluster: Callable[[str], Node]) -> None:
+    a, b = cluster("a"), cluster("b")
+    alice = await a.client("alice", role="admin")
+    bob = await b.client("bob")
+    await eventually(lambda: b.channel.get_assigns().get(alice.id) == {"role": "admin"})
+    # Changing a remote member's assigns updates its own node (full snapshot).
+    await bob.send(ROOM, "set", {"id": alice.id, "assigns": {"level": 3}})
+    await eventually(lambda: a.channel.get_user(alice.id).assigns == {"role": "admin", "level": 3})
+    reply = await bob.request(ROOM, "whois", {"id": alice.id})
+    await eventually(lambda: bool(bob.frames_for(ROOM, event="whois")))
+    reply = bob.frames_for(ROOM, event="whois")[-1]
+    assert reply["payload"] == {
+        "assigns": {"role": "admin", "level": 3},
+        "presence": {"name": "alice"},
+    }
+
+
+async def test_fetch_user_of_unknown_user_times_out_to_none(cluster: Callable[[str], Node]) -> None:
+    a = cluster("a")
+    await a.client("alice")
+    assert await a.channel.fetch_user("ghost", timeout=0.1) is None
+
+
+async def test_evicting_a_user_on_another_node(cluster: Callable[[str], Node]) -> None:
+    a, b = cluster("a"), cluster("b")
+    alice = await a.client("alice")
+    bob = await b.client("bob")
+    carol = await b.client("carol")
+    await eventually(lambda: a.channel.knows_user(bob.id))
+    await alice.send(ROOM, "kick", {"id": bob.id})
+    await eventually(lambda: bool(bob.frames_for(ROOM, event="kicked_out")))
+    assert bob.frames_for(ROOM, event="kicked_out")[0]["action"] == "SYSTEM"
+    await eventually(lambda: bool(carol.frames_for(ROOM, event="kicked")))
+    assert carol.frames_for(ROOM, event="kicked")[0]["payload"] == {
+        "userId": bob.id,
+        "reason": "bye",
+    }
+    await eventually(lambda: (bob.id, "evicted:bye") in b.left)
+    await eventually(lambda: presence_names(alice) == ["alice", "carol"])
+    assert not a.channel.knows_user(bob.id)
+    await alice.send(ROOM, "all", {"after": 1})
+    await eventually(lambda: bool(carol.frames_for(ROOM, event="all")))
+    assert bob.frames_for(ROOM, event="all") == []
+
+
+async def test_removing_a_user_on_another_node(cluster: Callable[[str], Node]) -> None:
+    a, b = cluster("a"), cluster("b")
+    alice = await a.client("alice")
+    bob = await b.client("bob")
+    await eventually(lambda: a.channel.knows_user(bob.id))
+    await alice.send(ROOM, "remove", {"id": bob.id})
+    await eventually(lambda: (bob.id, "removed") in b.left)
+    await eventually(lambda: presence_names(alice) == ["alice"])
+
+
+async def test_dead_node_users_leave_with_leave_frames(cluster: Callable[[str], Node]) -> None:
+    a, b = cluster("a"), cluster("b")
+    alice = await a.client("alice")
+    await b.client("bob")
+    await eventually(lambda: presence_names(alice) == ["alice", "bob"])
+    # b dies without a word: its tasks stop and nothing more is published.
+    for task in b.pond.cluster._tasks:
+        task.cancel()
+    await b.pubsub.close()
+    await eventually(lambda: presence_names(alice) == ["alice"], timeout=3)
+    assert alice.frames_for(ROOM, action="PRESENCE")[-1]["event"] == "LEAVE"
+    assert a.pond.cluster.stats.dead_nodes == 1
+
+
+async def test_graceful_shutdown_announces_every_user_leaving(
+    cluster: Callable[[str], Node],
+) -> None:
+    a, b = cluster("a"), cluster("b")
+    alice = await a.client("alice")
+    await b.client("bob")
+    await b.client("carol")
+    await eventually(lambda: presence_names(alice) == ["alice", "bob", "carol"])
+    await b.pond.shutdown(timeout=1)
+    await eventually(lambda: presence_names(alice) == ["alice"])
+    assert a.pond.cluster.stats.dead_nodes == 0  # they left; nobody had to time out
+
+
+async def test_sequence_gap_triggers_resync_and_drops_ghosts(
+    cluster: Callable[[str], Node],
+) -> None:
+    a, b = cluster("a"), cluster("b")
+    alice = await a.client("alice")
+    bob = await b.client("bob")
+    await eventually(lambda: presence_names(alice) == ["alice", "bob"])
+    resyncs: list[tuple[str, str]] = []
+    a.pond.cluster.on_resync(lambda channel, reason: resyncs.append((channel, reason)))
+    # Lose b's USER_LEFT on the way to a: drop it from a's inbox, then b speaks again.
+    real_dispatch = a.pubsub.dispatch
+
+    def lossy(topic: str, data: bytes) -> None:
+        if decode_envelope(data).type is not EnvelopeType.USER_LEFT:
+            real_dispatch(topic, data)
+
+    a.pubsub.dispatch = lossy  # type: ignore[method-assign]
+    await bob.leave(ROOM)
+    await settle()
+    a.pubsub.dispatch = real_dispatch  # type: ignore[method-assign]
+    assert presence_names(alice) == ["alice", "bob"]  # the ghost a does not know about yet
+    await b.client("dave")  # b's next envelope reveals the gap
+    await eventually(lambda: resyncs == [(ROOM, "gap")])
+    await eventually(lambda: presence_names(alice) == ["alice", "dave"])
+    assert a.pond.cluster.stats.gaps >= 1
+
+
+async def test_bus_reconnect_resyncs_every_channel(cluster: Callable[[str], Node]) -> None:
+    a, b = cluster("a"), cluster("b")
+    alice = await a.client("alice")
+    bob = await b.client("bob")
+    await eventually(lambda: presence_names(alice) == ["alice", "bob"])
+    # While a's bus was down, bob left: a never heard. Then a's bus comes back.
+    original = a.pubsub.dispatch
+    a.pubsub.dispatch = lambda topic, data: None  # type: ignore[method-assign]
+    await bob.close()
+    await settle()
+    a.pubsub.dispatch = original  # type: ignore[method-assign]
+    reasons: list[str] = []
+    a.pond.cluster.on_resync(lambda channel, reason: reasons.append(reason))
+    a.pubsub._notify(BusState.RECONNECTED)
+    await eventually(lambda: presence_names(alice) == ["alice"])
+    assert "reconnect" in reasons  # (a "gap" resync may follow: b's heartbeats were missed too)
+
+
+async def test_duplicates_and_own_messages_are_ignored(cluster: Callable[[str], Node]) -> None:
+    a = cluster("a")
+    alice = await a.client("alice")
+    await settle()  # the channel's broker subscription is made in the background
+    spy = InMemoryPubSub(a.pubsub.broker)
+    topic = a.pond.cluster.topic_of(a.channel)
+    message = Envelope(
+        EnvelopeType.USER_MESSAGE,
+        "z",
+        "socket",
+        ROOM,
+        {
+            "fromUserId": "CHANNEL",
+            "event": "dup",
+            "payload": {},
+            "requestId": "r",
+            "recipientDescriptor": "ALL_USERS",
+        },
+    )
+    data = message.encode()
+    await spy.publish(topic, data)
+    await spy.publish(topic, data)
+    await eventually(lambda: a.pond.cluster.stats.duplicates == 1)
+    assert len(alice.frames_for(ROOM, event="dup")) == 1
+    await spy.close()
+
+
+async def test_server_side_broadcast_reaches_a_channel_with_no_local_members(
+    cluster: Callable[[str], Node],
+) -> None:
+    a, b = cluster("a"), cluster("b")
+    bob = await b.client("bob")
+    await settle()
+    a.endpoint.broadcast(ROOM, "news", {"n": 1})
+    await eventually(lambda: bool(bob.frames_for(ROOM, event="news")))
+
+
+async def test_upstream_peer_without_advertised_timeout_gets_90s() -> None:
+    broker = InMemoryBroker()
+    node = Node(broker, "a")
+    await node.client("alice")
+    await settle()
+    upstream = InMemoryPubSub(broker)
+    heartbeat = Envelope(
+        EnvelopeType.NODE_HEARTBEAT,
+        "go-node",
+        "__heartbeat__",
+        "__heartbeat__",
+        {"nodeId": "go-node"},
+    )
+    await upstream.publish(node.pond.cluster.layout.heartbeat(), heartbeat.encode())
+    await eventually(lambda: "go-node" in node.pond.cluster.registry)
+    peer = node.pond.cluster.registry._peers["go-node"]
+    assert peer.timeout == 90.0
+    await node.pond.shutdown(timeout=1)
+    await upstream.close()
+    await node.pubsub.close()
+
+
+def test_one_heartbeat_per_node_whatever_the_channel_count() -> None:
+    async def scenario() -> list[str]:
+        broker = InMemoryBroker()
+        node = Node(broker, "a")
+        spy = InMemoryPubSub(broker)
+        beats: list[str] = []
+
+        async def record(topic: str, data: bytes) -> None:
+            beats.append(decode_envelope(data).source_node_id)
+
+        await spy.subscribe(node.pond.cluster.layout.heartbeat(), record)
+        conn = await TestClient(node.pond).connect("/socket")
+        for i in range(5):
+            await conn.join(f"/room/{i}", {})
+        await asyncio.sleep(0.22)  # about four heartbeat intervals
+        await node.pond.shutdown(timeout=1)
+        await spy.close()
+        await node.pubsub.close()
+        return beats
+
+    beats = asyncio.run(scenario())
+    assert set(beats) == {"a"}
+    assert len(beats) <= 8  # 5 channels x 4 intervals would be 20
