@@ -16,7 +16,8 @@ from pondsocket.pubsub import InMemoryPubSub
 from pondsocket.pubsub.memory import InMemoryBroker
 from pondsocket.testing import TestClient, TestConnection
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "captures"
+# Copied from shared/spec/captures: real traffic of two upstream Python nodes on Redis.
+CAPTURES = Path(__file__).resolve().parents[1] / "data"
 ROOM = "/room/1"
 
 
