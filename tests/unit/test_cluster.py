@@ -345,3 +345,20 @@ def test_one_heartbeat_per_node_whatever_the_channel_count() -> None:
     beats = asyncio.run(scenario())
     assert set(beats) == {"a"}
     assert len(beats) <= 8  # 5 channels x 4 intervals would be 20
+
+
+async def test_node_declared_dead_too_early_is_resynced_when_it_returns(
+    cluster: Callable[[str], Node],
+) -> None:
+    a, b = cluster("a"), cluster("b")
+    alice = await a.client("alice")
+    await b.client("bob")
+    await eventually(lambda: presence_names(alice) == ["alice", "bob"])
+    reasons: list[str] = []
+    a.pond.cluster.on_resync(lambda channel, reason: reasons.append(reason))
+    original = a.pubsub.dispatch
+    a.pubsub.dispatch = lambda topic, data: None  # type: ignore[method-assign]  # a partition
+    await eventually(lambda: presence_names(alice) == ["alice"])  # b declared dead
+    a.pubsub.dispatch = original  # type: ignore[method-assign]
+    await eventually(lambda: presence_names(alice) == ["alice", "bob"])
+    assert "node_returned" in reasons

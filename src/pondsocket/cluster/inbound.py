@@ -26,14 +26,13 @@ def heartbeat(node: ClusterNode, envelope: Envelope) -> None:
     fields = envelope.fields
     node_id = _str(fields.get("nodeId")) or envelope.source_node_id
     timeout_ms, interval_ms = fields.get("heartbeatTimeoutMs"), fields.get("heartbeatIntervalMs")
-    timeout: float | None = None
     if isinstance(timeout_ms, int | float) and timeout_ms > 0:
         timeout = timeout_ms / 1000
     elif isinstance(interval_ms, int | float) and interval_ms > 0:
         timeout = 3 * interval_ms / 1000
     else:  # an upstream peer: its 30 s interval, 90 s timeout
         timeout = 3 * UPSTREAM_HEARTBEAT_INTERVAL
-    node.registry.heartbeat(node_id, node.clock(), timeout)
+    node.node_heartbeat(node_id, timeout)
 
 
 def apply(node: ClusterNode, channel: Channel, topic: str, envelope: Envelope) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pondsocket.cluster import inbound
 from pondsocket.cluster.envelope import Envelope, EnvelopeType, InvalidEnvelope, decode_envelope
-from pondsocket.cluster.options import ClusterOptions
+from pondsocket.cluster.options import UPSTREAM_HEARTBEAT_TIMEOUT, ClusterOptions
 from pondsocket.cluster.topics import HEARTBEAT_NAME, TopicLayout, endpoint_name
 from pondsocket.cluster.tracking import NodeRegistry, RecentIds, SeqStatus, SequenceTracker
 from pondsocket.core.relay import ALL_USERS, SENDER_CHANNEL, Recipients
@@ -38,7 +38,7 @@ log = logging.getLogger("pondsocket.cluster")
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], None]
 ResyncListener = Callable[[str, str], None]
-"""``listener(channel_name, reason)``; reasons: ``reconnect``, ``gap``."""
+"""``listener(channel_name, reason)``; reasons: ``reconnect``, ``gap``, ``node_returned``."""
 
 
 @dataclass(slots=True)
@@ -82,7 +82,9 @@ class ClusterNode:
         self.options = options or ClusterOptions()
         self.layout = TopicLayout(self.options.prefix, self.options.namespace)
         self.stats = ClusterStats()
-        self.registry = NodeRegistry(self.options.heartbeat_timeout * 12)  # = upstream 90 s
+        # Peers seen only through their users (upstream Go: per-channel ids) get upstream's.
+        self.registry = NodeRegistry(UPSTREAM_HEARTBEAT_TIMEOUT)
+        self._buried: collections.deque[str] = collections.deque(maxlen=1000)
         self._spawn = spawn
         self.clock = clock
         self._sequences = SequenceTracker()
@@ -147,7 +149,8 @@ class ClusterNode:
     def on_resync(self, listener: ResyncListener) -> Callable[[], None]:
         """Call ``listener(channel_name, reason)`` whenever a channel is resynced because
         messages may have been lost (``reconnect``: the bus came back; ``gap``: a peer's
-        sequence skipped). Returns a remover."""
+        sequence skipped; ``node_returned``: a node declared dead heartbeats again).
+        Returns a remover."""
         self._resync_listeners.append(listener)
         return lambda: self._resync_listeners.remove(listener)
 
@@ -311,7 +314,7 @@ class ClusterNode:
         self._enqueue(self.topic_of(channel), envelope)
 
     def _enqueue(self, topic: str, envelope: Envelope) -> None:
-        if self._closed and not self._started:
+        if self._closed:
             return
         if len(self._outbox) >= self.options.outbox_size:
             self.stats.dropped += 1
@@ -363,8 +366,17 @@ class ClusterNode:
                 self._node_died(node_id)
             self._expire_resyncs(now)
 
+    def node_heartbeat(self, node_id: str, timeout: float) -> None:
+        if self.registry.heartbeat(node_id, self.clock(), timeout) and node_id in self._buried:
+            # Declared dead too early (a pause, a partition): its users were dropped here.
+            self._buried.remove(node_id)
+            log.warning("node %s is back after being declared dead; resyncing", node_id)
+            for channel in list(self._channels.values()):
+                self.resync(channel, "node_returned")
+
     def _node_died(self, node_id: str) -> None:
         self.stats.dead_nodes += 1
+        self._buried.append(node_id)
         self._sequences.forget_source(node_id)
         removed = 0
         for channel in list(self._channels.values()):

@@ -1,0 +1,220 @@
+"""Building blocks of the Redis backend (:mod:`pondsocket.pubsub.redis`): its errors,
+options, counters, the mapping of PubSub patterns to Redis subscriptions, and the
+per-handler queue and worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pondsocket.pubsub.base import MessageHandler, PubSubError, Subscription
+
+if TYPE_CHECKING:
+    from pondsocket.pubsub.redis import RedisPubSub
+
+log = logging.getLogger("pondsocket.pubsub.redis")
+
+MiB = 1024 * 1024
+
+
+class MessageTooLargeError(PubSubError, ValueError):
+    """``publish()`` got a payload larger than ``max_message_size``; nothing was sent."""
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"message of {size} bytes on {topic!r} exceeds max_message_size ({limit} bytes); "
+            "nothing was sent"
+        )
+        self.topic = topic
+        self.size = size
+        self.limit = limit
+
+
+class PubSubUnavailableError(PubSubError):
+    """The broker cannot take the message: unreachable at connect time, or the outbox
+    stayed full for ``publish_timeout`` seconds (Redis down or publishing too slowly)."""
+
+
+class ShardedPatternError(PubSubError, ValueError):
+    """Prefix patterns (``prefix.*``) need PSUBSCRIBE, which sharded pub/sub lacks."""
+
+
+class Kind(enum.Enum):
+    """How a pattern is subscribed on the broker."""
+
+    CHANNEL = "channel"  # SUBSCRIBE: an exact topic
+    PATTERN = "pattern"  # PSUBSCRIBE: a prefix pattern, as an escaped glob
+    SHARD = "shard"  # SSUBSCRIBE: an exact topic in sharded mode
+
+    @property
+    def subscribe(self) -> str:
+        return _COMMANDS[self][0]
+
+    @property
+    def unsubscribe(self) -> str:
+        return _COMMANDS[self][1]
+
+
+_COMMANDS = {
+    Kind.CHANNEL: ("SUBSCRIBE", "UNSUBSCRIBE"),
+    Kind.PATTERN: ("PSUBSCRIBE", "PUNSUBSCRIBE"),
+    Kind.SHARD: ("SSUBSCRIBE", "SUNSUBSCRIBE"),
+}
+CONFIRMATIONS = {b"subscribe": Kind.CHANNEL, b"psubscribe": Kind.PATTERN, b"ssubscribe": Kind.SHARD}
+UNSUBSCRIBED = {
+    b"unsubscribe": Kind.CHANNEL,
+    b"punsubscribe": Kind.PATTERN,
+    b"sunsubscribe": Kind.SHARD,
+}
+
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def escape_glob(text: str) -> str:
+    """``text`` as a Redis glob that matches only itself (``* ? [ ] \\`` escaped)."""
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+def wire_name(pattern: str, channel_prefix: str, sharded: bool) -> tuple[Kind, bytes]:
+    """The Redis subscription for a PubSub pattern: exact topics are subscribed as they
+    are; ``prefix.*`` becomes the glob ``<escaped prefix>*``."""
+    if pattern.endswith(".*"):
+        if sharded:
+            raise ShardedPatternError(
+                f"prefix pattern {pattern!r}: Redis sharded pub/sub (SSUBSCRIBE) has no "
+                "pattern subscriptions; subscribe to exact topics or use sharded=False"
+            )
+        return Kind.PATTERN, (escape_glob(channel_prefix + pattern[:-2]) + "*").encode()
+    return (Kind.SHARD if sharded else Kind.CHANNEL), (channel_prefix + pattern).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Validated settings of a :class:`~pondsocket.pubsub.redis.RedisPubSub` (see
+    ``docs/pubsub/redis.md`` for each one)."""
+
+    sharded: bool = False
+    channel_prefix: str = ""
+    max_message_size: int = MiB
+    publish_batch_size: int = 100
+    outbox_size: int = 10_000
+    publish_timeout: float = 5.0
+    queue_size: int = 10_000
+    health_check_interval: float = 5.0
+    backoff_base: float = 0.05
+    backoff_cap: float = 1.0
+    connect_timeout: float = 5.0
+    subscribe_timeout: float = 5.0
+    close_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_size", "publish_batch_size", "outbox_size", "queue_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        for name in ("publish_timeout", "subscribe_timeout", "close_timeout", "backoff_base"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, not {getattr(self, name)!r}")
+        for name in ("connect_timeout", "backoff_cap"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.health_check_interval < 0:
+            raise ValueError("health_check_interval must be 0 (off) or positive")
+
+
+@dataclass(slots=True)
+class RedisPubSubStats:
+    """Counters of one :class:`~pondsocket.pubsub.redis.RedisPubSub` (``pubsub.stats``)."""
+
+    published: int = 0
+    """Messages Redis accepted (its PUBLISH/SPUBLISH reply arrived)."""
+    publish_batches: int = 0
+    """Pipelines executed successfully; ``published / publish_batches`` is the batch size."""
+    publish_errors: int = 0
+    """Failed pipeline attempts (retried) plus messages Redis refused (not retried)."""
+    publish_rejected: int = 0
+    """``publish()`` calls that raised :class:`PubSubUnavailableError` (outbox full)."""
+    received: int = 0
+    """Messages read from the subscriber connection(s)."""
+    dropped: int = 0
+    """Messages dropped because a handler's queue was full."""
+    disconnects: int = 0
+    """Subscriber connections lost (one outage can count several in sharded mode)."""
+    reconnects: int = 0
+    """Outages that ended: every subscription restored, ``RECONNECTED`` notified."""
+    reader_restarts: int = 0
+    """Reader crashes (an exception other than a connection error): restarted each time."""
+    health_check_failures: int = 0
+    """Subscriber connections declared dead because a health-check PING got no answer."""
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(eq=False, slots=True)
+class Entry:
+    """One broker-side subscription and the handlers sharing it (reference counted)."""
+
+    pattern: str
+    kind: Kind
+    wire: bytes
+    subscriptions: list[RedisSubscription] = field(default_factory=list)
+    session: Any = None  # the subscriber session that holds it (redis_session.Session)
+    ready: asyncio.Future[bool] | None = None  # resolved when Redis confirms (True) or the link drops
+
+
+class RedisSubscription(Subscription):
+    """A handler with its own bounded queue and worker task, so it cannot block the reader
+    or other handlers. Messages for a full queue are dropped, counted and logged."""
+
+    def __init__(self, owner: RedisPubSub, pattern: str, handler: MessageHandler) -> None:
+        self.pattern = pattern
+        self._owner = owner
+        self._handler = handler
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(owner.options.queue_size)
+        self._worker = asyncio.get_running_loop().create_task(
+            self._run(), name=f"pondsocket-redis-handler:{pattern}"
+        )
+        self._dropped_unlogged = 0
+        self._last_drop_log = 0.0
+
+    def offer(self, topic: str, data: bytes) -> None:
+        try:
+            self._queue.put_nowait((topic, data))
+        except asyncio.QueueFull:
+            self._owner.stats.dropped += 1
+            self._dropped_unlogged += 1
+            now = time.monotonic()
+            if now - self._last_drop_log >= 1.0:  # at most one line a second per handler
+                log.warning(
+                    "pubsub handler for %r is behind (queue_size %d); dropped %d message(s), "
+                    "last on %r",
+                    self.pattern,
+                    self._queue.maxsize,
+                    self._dropped_unlogged,
+                    topic,
+                )
+                self._last_drop_log, self._dropped_unlogged = now, 0
+
+    async def _run(self) -> None:
+        while True:
+            topic, data = await self._queue.get()
+            try:
+                await self._handler(topic, data)
+            except Exception:
+                log.exception("pubsub handler for %r failed on topic %r", self.pattern, topic)
+
+    async def cancel(self) -> None:
+        await self._owner._remove_subscription(self)
+        await self.stop()
+
+    async def stop(self) -> None:
+        self._worker.cancel()
+        if asyncio.current_task() is not self._worker:  # a handler may cancel itself
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
