@@ -13,6 +13,7 @@ one-line message.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import inspect
 import logging
@@ -85,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
         "target", metavar="module:attr", help="a PondSocket, or a function returning one"
     )
     serve.add_argument("--asgi", action="store_true", help="run as an ASGI app on uvicorn")
+    cluster = serve.add_argument_group("cluster (several nodes sharing a broker)")
+    cluster.add_argument(
+        "--redis",
+        metavar="URL",
+        help="join a cluster through Redis: redis://host:6379/0, rediss://..., "
+        "redis+cluster://host:7000 for Redis Cluster (needs pondsocket[redis])",
+    )
+    cluster.add_argument(
+        "--sharded", action="store_true", help="Redis Cluster: use sharded pub/sub (Redis 7)"
+    )
+    cluster.add_argument("--namespace", help="cluster namespace (default: default)")
+    cluster.add_argument("--prefix", help="topic prefix (default: pondsocket)")
     commands.add_parser(
         "demo",
         parents=[common],
@@ -131,6 +144,7 @@ def _configure_logging(level: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     pond = load_target(args.target)
     _apply_options(pond, args)
+    _apply_cluster(pond, args)
     if not args.asgi:
         _configure_logging(args.log_level)
         pond.run(args.host, args.port)
@@ -215,6 +229,36 @@ def load_target(target: str) -> PondSocket:
 def _is_prefix(missing: str, module_name: str) -> bool:
     """Whether the missing module is ``module_name`` itself or one of its parent packages."""
     return module_name == missing or module_name.startswith(missing + ".")
+
+
+def _apply_cluster(pond: PondSocket, args: argparse.Namespace) -> None:
+    """Connect the broker when serving starts (inside the server's event loop)."""
+    changes = {k: v for k, v in (("namespace", args.namespace), ("prefix", args.prefix)) if v}
+    if args.redis is None:
+        if changes or args.sharded:
+            raise CLIError("--namespace, --prefix and --sharded need --redis")
+        return
+    try:
+        from pondsocket.pubsub.redis import RedisPubSub
+    except ImportError:
+        raise CLIError("--redis needs redis-py: install pondsocket[redis]") from None
+    try:
+        options = dataclasses.replace(pond.cluster.options, **changes)
+    except UsageError as exc:
+        raise CLIError(str(exc)) from None
+    url, sharded = args.redis, args.sharded
+
+    @pond.on_startup
+    async def connect() -> None:
+        pubsub = await RedisPubSub.connect(url, sharded=sharded)
+        pond.use_pubsub(pubsub, options)
+        pond.on_shutdown(pubsub.close)
+        logging.getLogger("pondsocket").info(
+            "joined cluster %s:%s as node %s",
+            options.prefix,
+            options.namespace,
+            pond.cluster.node_id,
+        )
 
 
 def _apply_options(pond: PondSocket, args: argparse.Namespace) -> None:

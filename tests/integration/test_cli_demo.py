@@ -423,3 +423,45 @@ def test_serve_command_runs_a_module_of_the_current_directory(
         assert hello["payload"]["connectionId"]
     assert server.interrupt() == 0
     assert "Traceback" not in server.output
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["standalone", "asgi"])
+def test_serve_with_redis_joins_a_cluster(spawn: Any, asgi: bool) -> None:
+    """Two ``pondsocket serve --redis`` processes: a message sent on one reaches the other."""
+    namespace = f"cli-{os.getpid()}-{time.monotonic_ns()}"
+    args = ["serve", "pondsocket.demo.app:create_demo", *(["--asgi"] if asgi else [])]
+    cluster = ["--redis", "redis://127.0.0.1:6379/0", "--namespace", namespace]
+    first, second = spawn(*args, *cluster), spawn(*args, *cluster)
+    with (
+        ws_connect(f"ws://127.0.0.1:{first.port}/socket?username=ann") as ann,
+        ws_connect(f"ws://127.0.0.1:{second.port}/socket?username=bob") as bob,
+    ):
+        for ws in (ann, bob):
+            receive(ws)  # CONNECTION
+            send(ws, "JOIN_CHANNEL", ROOM, "JOIN_CHANNEL")
+        # ann sees bob join through the other node: the presence list spans both.
+        deadline = time.monotonic() + 10
+        names: list[str] = []
+        while sorted(names) != ["ann", "bob"] and time.monotonic() < deadline:
+            frame = receive(ann)
+            if frame["action"] == "PRESENCE":
+                names = [p["username"] for p in frame["payload"]["presence"]]
+        assert sorted(names) == ["ann", "bob"]
+        message = {
+            "action": "BROADCAST",
+            "event": "message",
+            "channelName": ROOM,
+            "requestId": "m1",
+            "payload": {"text": "hi from node 2"},
+        }
+        bob.send(json.dumps(message))
+        while True:
+            frame = receive(ann)
+            if frame["event"] == "message":
+                break
+        assert frame["payload"]["text"] == "hi from node 2"
+        assert frame["payload"]["username"] == "bob"
+    for server in (first, second):
+        assert server.interrupt() == 0
+        assert "Traceback" not in server.output
+        assert "joined cluster pondsocket:" + namespace in server.output

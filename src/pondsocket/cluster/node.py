@@ -106,6 +106,10 @@ class ClusterNode:
 
     # -- lifecycle -----------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
     def start(self) -> None:
         """Start heartbeats and liveness checks (idempotent; needs a running loop)."""
         if self._started or self._closed:

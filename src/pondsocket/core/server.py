@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, overload
 
 from pondsocket.cluster.node import ClusterNode
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from pondsocket.transports.asgi import ASGIApp
 
 log = logging.getLogger("pondsocket")
+
+Hook = Callable[[], Awaitable[None]]
 
 
 class PondSocket:
@@ -49,6 +51,9 @@ class PondSocket:
         self._tasks = TaskSet()
         self.cluster = ClusterNode(self.pubsub, self._tasks.spawn, node_id=node_id, options=cluster)
         self._endpoints: list[Endpoint] = []
+        self._startup_hooks: list[Hook] = []
+        self._shutdown_hooks: list[Hook] = []
+        self._started = False
         self._asgi: ASGIApp | None = None
 
     @overload
@@ -76,6 +81,41 @@ class PondSocket:
             return endpoint
 
         return add(handler) if handler is not None else add
+
+    def on_startup(self, hook: Hook) -> Hook:
+        """Run ``await hook()`` when serving starts (e.g. connect a broker); a decorator."""
+        self._startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        """Run ``await hook()`` at the end of :meth:`shutdown` (e.g. close a broker)."""
+        self._shutdown_hooks.append(hook)
+        return hook
+
+    async def startup(self) -> None:
+        """Run the startup hooks once, then start the cluster node. Transports call it."""
+        if self._started:
+            return
+        self._started = True
+        for hook in self._startup_hooks:
+            await hook()
+        self.cluster.start()
+
+    def use_pubsub(self, pubsub: PubSub, cluster: ClusterOptions | None = None) -> None:
+        """Join a cluster through ``pubsub`` (it stays the caller's to close). Only before
+        the node took part in any traffic, e.g. from a startup hook."""
+        if self.cluster.started:
+            raise UsageError("use_pubsub() must be called before the server starts serving")
+        self._owns_pubsub = False
+        self.pubsub = pubsub
+        self.cluster = ClusterNode(
+            pubsub,
+            self._tasks.spawn,
+            node_id=self.cluster.node_id,
+            options=cluster or self.cluster.options,
+        )
+        for endpoint in self._endpoints:
+            endpoint.relay = self.cluster
 
     def configure(self, **changes: Any) -> PondOptions:
         """Replace some options (``pond.configure(max_message_size=65536)``) before serving;
@@ -133,3 +173,8 @@ class PondSocket:
         await self.cluster.aclose(timeout)
         if self._owns_pubsub:  # a pubsub passed in belongs to the caller
             await self.pubsub.close()
+        for hook in self._shutdown_hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook %r failed", hook)

@@ -130,6 +130,7 @@ class ASGIApp:
     async def lifespan(self, _app: object = None) -> AsyncIterator[None]:
         """Lifespan for a host app that mounts this one (mounted apps get no lifespan
         events): ``FastAPI(lifespan=pond.asgi.lifespan)``."""
+        await self.pond.startup()
         try:
             yield
         finally:
@@ -173,6 +174,12 @@ class ASGIApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    await self.pond.startup()
+                except Exception as exc:
+                    log.exception("pondsocket startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:

@@ -256,6 +256,7 @@ class StandaloneServer:
         """Bind and start accepting connections; returns the bound port."""
         if self._server is not None:
             raise UsageError("the server is already started")
+        await self._pond.startup()
         self._server = await ws_serve(
             self._handle,
             self._host,
