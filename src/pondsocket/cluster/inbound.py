@@ -32,7 +32,7 @@ def heartbeat(node: ClusterNode, envelope: Envelope) -> None:
         timeout = 3 * interval_ms / 1000
     else:  # an upstream peer: its 30 s interval, 90 s timeout
         timeout = 3 * UPSTREAM_HEARTBEAT_INTERVAL
-    node.node_heartbeat(node_id, timeout)
+    node.node_heartbeat(node_id, timeout, leaving=fields.get("leaving") is True)
 
 
 def apply(node: ClusterNode, channel: Channel, topic: str, envelope: Envelope) -> None:
@@ -114,6 +114,7 @@ def _user_message(node: ClusterNode, channel: Channel, topic: str, env: Envelope
         recipients,  # type: ignore[arg-type]  # validated above
         _str(fields.get("fromUserId")) or "",
         _str(fields.get("requestId")),
+        system=fields.get("action") == "SYSTEM",
     )
 
 

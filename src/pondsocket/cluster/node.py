@@ -130,6 +130,8 @@ class ClusterNode:
         """Publish what is queued (bounded by ``timeout``), then stop and unsubscribe."""
         if self._closed:
             return
+        if self._started:
+            self._send_heartbeat(leaving=True)
         self._closed = True
         try:
             async with asyncio.timeout(timeout):
@@ -194,14 +196,18 @@ class ClusterNode:
         recipients: Recipients,
         sender_id: str,
         request_id: str,
+        *,
+        system: bool = False,
     ) -> None:
-        fields = {
+        fields: dict[str, Any] = {
             "fromUserId": sender_id,
             "event": event,
             "payload": payload,
             "requestId": request_id,
             "recipientDescriptor": recipients,
         }
+        if system:  # our extension; other implementations deliver it as a BROADCAST
+            fields["action"] = "SYSTEM"
         self._publish(channel, EnvelopeType.USER_MESSAGE, fields)
 
     def member_joined(self, channel: Channel, user_id: str, assigns: dict[str, Any]) -> None:
@@ -346,12 +352,14 @@ class ClusterNode:
             self._wakeup.clear()
             await self._wakeup.wait()
 
-    def _send_heartbeat(self) -> None:
-        fields = {
+    def _send_heartbeat(self, *, leaving: bool = False) -> None:
+        fields: dict[str, Any] = {
             "nodeId": self.node_id,
             "heartbeatIntervalMs": int(self.options.heartbeat_interval * 1000),
             "heartbeatTimeoutMs": int(self.options.heartbeat_timeout * 1000),
         }
+        if leaving:  # our extension: peers forget us instead of timing us out
+            fields["leaving"] = True
         envelope = Envelope(
             EnvelopeType.NODE_HEARTBEAT, self.node_id, HEARTBEAT_NAME, HEARTBEAT_NAME, fields
         )
@@ -370,8 +378,17 @@ class ClusterNode:
                 self._node_died(node_id)
             self._expire_resyncs(now)
 
-    def node_heartbeat(self, node_id: str, timeout: float) -> None:
-        if self.registry.heartbeat(node_id, self.clock(), timeout) and node_id in self._buried:
+    def node_heartbeat(self, node_id: str, timeout: float, *, leaving: bool = False) -> None:
+        if leaving:  # a graceful shutdown: its users left already, it is not dead
+            self.registry.forget(node_id)
+            self._sequences.forget_source(node_id)
+            return
+        is_new = self.registry.heartbeat(node_id, self.clock(), timeout)
+        if is_new:
+            # Our first heartbeat may have gone out before it subscribed: tell it our
+            # timeout now, or it would give us the upstream 90 s if we died soon.
+            self._send_heartbeat()
+        if is_new and node_id in self._buried:
             # Declared dead too early (a pause, a partition): its users were dropped here.
             self._buried.remove(node_id)
             log.warning("node %s is back after being declared dead; resyncing", node_id)

@@ -180,15 +180,26 @@ class Channel:
         recipients: Recipients,
         sender_id: str,
         request_id: str | None,
+        *,
+        system: bool = False,
     ) -> None:
-        """Deliver a message another node sent to this channel's local members."""
+        """Deliver a message another node sent to this channel's local members. A
+        ``system`` message (a notice) is a ``SYSTEM`` frame past the outgoing handlers, as
+        it would be on the node that sent it."""
         if recipients == ALL_USERS:
-            members: Iterable[Member] = self._members.values()
+            members: list[Member] = list(self._members.values())
         elif recipients == ALL_EXCEPT_SENDER:
             members = [m for uid, m in self._members.items() if uid != sender_id]
         else:
             members = [self._members[uid] for uid in recipients if uid in self._members]
-        self._deliver(ServerAction.BROADCAST, event, payload, members, request_id)
+        if system:
+            frame = encode_frame(
+                ServerAction.SYSTEM, event, self.name, request_id or new_request_id(), payload
+            )
+            for member in members:
+                member.outlet.send(frame)
+        else:
+            self._deliver(ServerAction.BROADCAST, event, payload, members, request_id)
 
     def send_system(
         self, event: str, payload: dict[str, Any], user_ids: Iterable[str], request_id: str
@@ -349,26 +360,32 @@ class Channel:
         whichever node it is connected to."""
         if not self.knows_user(user_id):
             raise NotJoinedError(f"user {user_id} is not a member of channel {self.name!r}")
-        options = self._host.options
+        event = self._host.options.eviction_broadcast_event
         kicked = {"userId": user_id, "reason": reason}
         request_id = new_request_id()
-        if user_id in self._members:
+        local = user_id in self._members
+        if local:
             self._kick_out(user_id, reason)
-        self.send_system(options.eviction_broadcast_event, kicked, list(self._members), request_id)
+        else:  # its own node sends it the notice and removes it, before the channel hears
+            self._host.relay.user_evicted(self, user_id, reason)
+        self.send_system(event, kicked, list(self._members), request_id)
         self._host.relay.message_sent(
-            self, options.eviction_broadcast_event, kicked, ALL_USERS, SENDER_CHANNEL, request_id
+            self, event, kicked, ALL_USERS, SENDER_CHANNEL, request_id, system=True
         )
-        if user_id in self._members:
+        if local:
             self.remove_user(user_id, f"evicted:{reason}")
+            self._host.relay.user_evicted(self, user_id, reason)  # peers drop their caches
         else:
             self.forget_remote(user_id)
-        # Its own node sends the notice to a remote user and removes it there.
-        self._host.relay.user_evicted(self, user_id, reason)
 
     def evicted_by_peer(self, user_id: str, reason: str) -> None:
-        """Another node evicted ``user_id``; the channel notice reached everyone already."""
+        """Another node evicted ``user_id``: the user gets the notices a local eviction
+        sends it (the channel's ``kicked`` reaches everyone else from the evicting node)."""
         if user_id in self._members:
             self._kick_out(user_id, reason)
+            kicked = {"userId": user_id, "reason": reason}
+            event = self._host.options.eviction_broadcast_event
+            self.send_system(event, kicked, [user_id], new_request_id())
             self.remove_user(user_id, f"evicted:{reason}")
         else:
             self.forget_remote(user_id)

@@ -36,6 +36,8 @@ class Relay(Protocol):
         recipients: Recipients,
         sender_id: str,
         request_id: str,
+        *,
+        system: bool = False,
     ) -> None: ...
 
     def member_joined(self, channel: Channel, user_id: str, assigns: dict[str, Any]) -> None: ...
