@@ -1,7 +1,7 @@
 """Throwaway ``redis-server`` processes for the Redis tests: a standalone server on a free
-port and a 3-master Redis Cluster. Every process started here is registered and killed at
-interpreter exit at the latest (and, on Linux, when the test process dies), so nothing
-leaks even when a test fails or pytest is interrupted."""
+port and a 3-master Redis Cluster (optionally with replicas). Every process started here is registered and killed at
+interpreter exit at the latest (and, on Linux with ``setpriv``, when the test process
+dies), so nothing leaks even when a test fails or pytest is interrupted."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ START_TIMEOUT = 10.0
 CLUSTER_TIMEOUT = 30.0
 
 _live: set[subprocess.Popen[bytes]] = set()
+_dirs: set[Path] = set()
 
 
 def _kill_all() -> None:
@@ -31,17 +32,19 @@ def _kill_all() -> None:
         with contextlib.suppress(Exception):
             proc.wait(5)
         _live.discard(proc)
+    for directory in list(_dirs):
+        shutil.rmtree(directory, ignore_errors=True)
+        _dirs.discard(directory)
 
 
 atexit.register(_kill_all)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: SIGKILL when pytest dies
+def _die_with_parent() -> list[str]:
+    """A command prefix that makes the server get SIGKILL if the test process dies
+    (``setpriv --pdeathsig``, util-linux); empty where it is not available."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
 
 
 def redis_server_binary() -> str | None:
@@ -85,6 +88,7 @@ class RedisServer:
         self.cluster = cluster
         self.extra = extra
         self.dir = Path(tempfile.mkdtemp(prefix=f"pondsocket-redis-{self.port}-"))
+        _dirs.add(self.dir)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -109,6 +113,7 @@ class RedisServer:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(self.dir / "nodes.conf"),
                 "--cluster-node-timeout", "2000",
+                "--repl-diskless-sync-delay", "0",  # replicas in sync at once: failover-ready
             ]  # fmt: skip
         return args + list(self.extra)
 
@@ -117,11 +122,10 @@ class RedisServer:
         if self.running:
             raise RuntimeError(f"redis-server on {self.port} is already running")
         self.proc = subprocess.Popen(
-            self._args(),
+            [*_die_with_parent(), *self._args()],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
         )
         _live.add(self.proc)
 
@@ -139,15 +143,17 @@ class RedisServer:
                 raise self._not_started()
             time.sleep(0.02)
 
-    async def astart(self) -> None:
-        """:meth:`start` without blocking the event loop (the code under test keeps running)."""
+    async def astart(self) -> float:
+        """:meth:`start` without blocking the event loop (the code under test keeps running).
+        Returns the ``time.monotonic()`` at which the server first answered PING."""
         self.spawn()
         deadline = time.monotonic() + START_TIMEOUT
         while not await asyncio.to_thread(ping, self.port):
             if time.monotonic() > deadline or not self.running:
                 self.kill()
                 raise self._not_started()
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.005)
+        return time.monotonic()
 
     @property
     def running(self) -> bool:
@@ -188,10 +194,10 @@ class RedisServer:
     def thaw(self) -> None:
         self._signal(signal.SIGCONT)
 
-    async def arestart(self, down_for: float = 0.0) -> None:
+    async def arestart(self, down_for: float = 0.0) -> float:
         self.kill()
         await asyncio.sleep(down_for)
-        await self.astart()
+        return await self.astart()
 
     def cli(self, *args: str) -> str:
         """Run ``redis-cli`` against this server and return its output."""
@@ -201,6 +207,7 @@ class RedisServer:
         self.thaw()  # a stopped process cannot handle SIGTERM
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+        _dirs.discard(self.dir)
 
     def __enter__(self) -> RedisServer:
         self.start()
@@ -225,11 +232,13 @@ def cli(port: int, *args: str, timeout: float = 30.0) -> str:
 
 
 class RedisCluster:
-    """Three masters, no replicas, every slot covered: ``redis-cli --cluster create``."""
+    """Three masters (each with ``replicas`` replicas), every slot covered:
+    ``redis-cli --cluster create``."""
 
-    def __init__(self, size: int = 3) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
+        self.replicas = replicas
         self.servers: list[RedisServer] = []
-        for _ in range(size):
+        for _ in range(masters * (1 + replicas)):
             port = free_port(with_bus=True)
             while any(port in (s.port, s.port + 10000) for s in self.servers):
                 port = free_port(with_bus=True)
@@ -251,7 +260,7 @@ class RedisCluster:
                 self.ports[0],
                 "--cluster", "create",
                 *(f"127.0.0.1:{port}" for port in self.ports),
-                "--cluster-replicas", "0",
+                "--cluster-replicas", str(self.replicas),
                 "--cluster-yes",
             )  # fmt: skip
             self.wait_ok()
@@ -269,6 +278,23 @@ class RedisCluster:
                 raise RuntimeError(f"cluster did not reach cluster_state:ok: {states}")
             time.sleep(0.1)
 
+    def wait_replicas_synced(self) -> None:
+        """Until every replica's link to its master is up (a replica that never synced
+        refuses to fail over)."""
+        deadline = time.monotonic() + CLUSTER_TIMEOUT
+        expected = len(self.servers) - len(self.servers) // (1 + self.replicas)
+        while True:
+            infos = [cli(port, "info", "replication") for port in self.ports]
+            replicas = [info for info in infos if "role:slave" in info]
+            if len(replicas) == expected and all("master_link_status:up" in i for i in replicas):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("cluster replicas did not sync")
+            time.sleep(0.1)
+
+    def server(self, port: int) -> RedisServer:
+        return next(server for server in self.servers if server.port == port)
+
     def cleanup(self) -> None:
         for server in self.servers:
             server.cleanup()
@@ -279,5 +305,3 @@ class RedisCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
-
-

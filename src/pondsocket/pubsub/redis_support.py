@@ -10,8 +10,22 @@ import enum
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    InvalidResponse,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pondsocket.pubsub.base import MessageHandler, PubSubError, Subscription
 
@@ -21,6 +35,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("pondsocket.pubsub.redis")
 
 MiB = 1024 * 1024
+
+Client = Redis | RedisCluster
+TRANSIENT = (RedisError, RedisClusterException, OSError)
+"""Exceptions a whole operation may raise that are worth retrying (see :func:`is_transient`)."""
+
+
+_RETRY_REPLIES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterError,  # CLUSTERDOWN, MASTERDOWN
+    AskError,  # MOVED/ASK left over once redis-py's redirections are used up
+    TryAgainError,
+    ReadOnlyError,
+    InvalidResponse,  # a garbled reply: the connection is replaced
+)
+
+
+def is_transient(result: object) -> bool:
+    """Whether a command's error is worth retrying: connection trouble, timeouts, cluster
+    reconfiguration. Other replies with an error (ACL, wrong arguments...) are final."""
+    return isinstance(result, (RedisClusterException, OSError, *_RETRY_REPLIES))
+
+
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
 class MessageTooLargeError(PubSubError, ValueError):
@@ -117,10 +155,10 @@ class Options:
         for name in ("max_message_size", "publish_batch_size", "outbox_size", "queue_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
-        for name in ("publish_timeout", "subscribe_timeout", "close_timeout", "backoff_base"):
+        for name in ("publish_timeout", "subscribe_timeout", "close_timeout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, not {getattr(self, name)!r}")
-        for name in ("connect_timeout", "backoff_cap"):
+        for name in ("connect_timeout", "backoff_base", "backoff_cap"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
         if self.health_check_interval < 0:
@@ -165,7 +203,8 @@ class Entry:
     wire: bytes
     subscriptions: list[RedisSubscription] = field(default_factory=list)
     session: Any = None  # the subscriber session that holds it (redis_session.Session)
-    ready: asyncio.Future[bool] | None = None  # resolved when Redis confirms (True) or the link drops
+    added: asyncio.Event = field(default_factory=asyncio.Event)  # handed to its session
+    ready: asyncio.Future[bool] | None = None  # set by Redis' confirmation or a lost link
 
 
 class RedisSubscription(Subscription):
@@ -218,3 +257,36 @@ class RedisSubscription(Subscription):
         if asyncio.current_task() is not self._worker:  # a handler may cancel itself
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+
+
+def make_client(
+    client_or_url: Client | str,
+    cluster: bool | None,
+    options: Options,
+    client_options: Mapping[str, Any],
+) -> tuple[Client, bool]:
+    """The client to use and whether we created it (and so must close it)."""
+    if isinstance(client_or_url, RedisCluster | Redis):
+        if cluster is not None and cluster != isinstance(client_or_url, RedisCluster):
+            raise ValueError(f"cluster={cluster} does not match the client passed in")
+        return client_or_url, False
+    if not isinstance(client_or_url, str):
+        raise TypeError(
+            "RedisPubSub.connect() takes a redis.asyncio.Redis, a redis.asyncio.RedisCluster "
+            f"or a URL, not {type(client_or_url).__name__}"
+        )
+    url = client_or_url
+    scheme, sep, rest = url.partition("://")
+    if scheme in _CLUSTER_SCHEMES:
+        if cluster is False:
+            raise ValueError(f"cluster=False contradicts the URL scheme {scheme!r}")
+        url, cluster = f"{_CLUSTER_SCHEMES[scheme]}{sep}{rest}", True
+    kwargs: dict[str, Any] = {
+        "socket_connect_timeout": options.connect_timeout,
+        "socket_timeout": max(options.connect_timeout, options.health_check_interval),
+        "health_check_interval": options.health_check_interval,
+        **client_options,
+    }
+    if cluster:
+        return RedisCluster.from_url(url, **kwargs), True
+    return Redis.from_url(url, **kwargs), True
