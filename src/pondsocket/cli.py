@@ -21,8 +21,10 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from pondsocket import PondSocket, UsageError, __version__
+from pondsocket.pubsub.urls import BACKENDS, connect_url
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -88,11 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--asgi", action="store_true", help="run as an ASGI app on uvicorn")
     cluster = serve.add_argument_group("cluster (several nodes sharing a broker)")
     cluster.add_argument(
-        "--redis",
+        "--pubsub",
         metavar="URL",
-        help="join a cluster through Redis: redis://host:6379/0, rediss://..., "
-        "redis+cluster://host:7000 for Redis Cluster (needs pondsocket[redis])",
+        help="join a cluster through a broker: redis://, rediss://, redis+cluster://, nats://, "
+        "amqp://, kafka://, gcppubsub://, sns+sqs:// (each needs its extra, e.g. pondsocket[nats])",
     )
+    cluster.add_argument("--redis", metavar="URL", help="same as --pubsub with a redis:// URL")
     cluster.add_argument(
         "--sharded", action="store_true", help="Redis Cluster: use sharded pub/sub (Redis 7)"
     )
@@ -234,23 +237,30 @@ def _is_prefix(missing: str, module_name: str) -> bool:
 def _apply_cluster(pond: PondSocket, args: argparse.Namespace) -> None:
     """Connect the broker when serving starts (inside the server's event loop)."""
     changes = {k: v for k, v in (("namespace", args.namespace), ("prefix", args.prefix)) if v}
-    if args.redis is None:
+    if args.redis and args.pubsub:
+        raise CLIError("give either --pubsub or --redis, not both")
+    url = args.pubsub or args.redis
+    if url is None:
         if changes or args.sharded:
-            raise CLIError("--namespace, --prefix and --sharded need --redis")
+            raise CLIError("--namespace, --prefix and --sharded need --pubsub (or --redis)")
         return
-    try:
-        from pondsocket.pubsub.redis import RedisPubSub
-    except ImportError:
-        raise CLIError("--redis needs redis-py: install pondsocket[redis]") from None
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in BACKENDS:
+        raise CLIError(f"unsupported pubsub URL {url!r}: use one of {', '.join(sorted(BACKENDS))}")
+    module, _, extra = BACKENDS[scheme]
+    if not _importable(module):
+        raise CLIError(f"{scheme}:// needs its client library: install pondsocket[{extra}]")
+    if args.sharded and "redis" not in scheme:
+        raise CLIError("--sharded is for Redis Cluster URLs only")
     try:
         options = dataclasses.replace(pond.cluster.options, **changes)
     except UsageError as exc:
         raise CLIError(str(exc)) from None
-    url, sharded = args.redis, args.sharded
+    extra_options = {"sharded": True} if args.sharded else {}
 
     @pond.on_startup
     async def connect() -> None:
-        pubsub = await RedisPubSub.connect(url, sharded=sharded)
+        pubsub = await connect_url(url, **extra_options)
         pond.use_pubsub(pubsub, options)
         pond.on_shutdown(pubsub.close)
         logging.getLogger("pondsocket").info(
@@ -259,6 +269,14 @@ def _apply_cluster(pond: PondSocket, args: argparse.Namespace) -> None:
             options.namespace,
             pond.cluster.node_id,
         )
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _apply_options(pond: PondSocket, args: argparse.Namespace) -> None:
