@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from pondsocket.pubsub.base import (
     MessageHandler,
@@ -17,6 +18,7 @@ from pondsocket.pubsub.base import (
 )
 
 log = logging.getLogger("pondsocket.pubsub")
+DROP_LOG_INTERVAL = 10.0
 
 
 class _MemorySubscription(Subscription):
@@ -28,15 +30,24 @@ class _MemorySubscription(Subscription):
         self._handler = handler
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(owner.queue_size)
         self._worker = asyncio.get_running_loop().create_task(self._run())
+        self._last_drop_log = -DROP_LOG_INTERVAL
+        self._dropped_since_log = 0
 
     def offer(self, topic: str, data: bytes) -> None:
         try:
             self._queue.put_nowait((topic, data))
         except asyncio.QueueFull:
             self._owner.dropped += 1
-            log.warning(
-                "pubsub handler for %r is behind; dropped a message on %r", self.pattern, topic
-            )
+            self._dropped_since_log += 1
+            now = time.monotonic()
+            if now - self._last_drop_log >= DROP_LOG_INTERVAL:  # a log line, not a flood
+                log.warning(
+                    "pubsub handler for %r is behind: dropped %d message(s), last on %r",
+                    self.pattern,
+                    self._dropped_since_log,
+                    topic,
+                )
+                self._last_drop_log, self._dropped_since_log = now, 0
 
     async def _run(self) -> None:
         while True:
@@ -109,6 +120,9 @@ class InMemoryPubSub(PubSub):
     async def publish(self, topic: str, data: bytes) -> None:
         self._check_open()
         self.broker.route(topic, data)
+        # Yield, as a network backend would: a publisher in a tight loop must not starve
+        # the subscribers' workers of this same loop until their queues overflow.
+        await asyncio.sleep(0)
 
     def dispatch(self, topic: str, data: bytes) -> None:
         for subscription in self._subscriptions:
