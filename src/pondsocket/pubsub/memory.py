@@ -4,9 +4,6 @@ cluster inside one process (handy for tests); it is a real backend, not a mock."
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import time
 
 from pondsocket.pubsub.base import (
     MessageHandler,
@@ -16,55 +13,16 @@ from pondsocket.pubsub.base import (
     pattern_matches,
     validate_pattern,
 )
-
-log = logging.getLogger("pondsocket.pubsub")
-DROP_LOG_INTERVAL = 10.0
+from pondsocket.pubsub.delivery import QueuedSubscription
 
 
-class _MemorySubscription(Subscription):
-    """A handler with its own bounded queue and worker, so it cannot block the others."""
-
+class _MemorySubscription(QueuedSubscription):
     def __init__(self, owner: InMemoryPubSub, pattern: str, handler: MessageHandler) -> None:
-        self.pattern = pattern
+        super().__init__(pattern, handler, queue_size=owner.queue_size, on_drop=owner.count_drop)
         self._owner = owner
-        self._handler = handler
-        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(owner.queue_size)
-        self._worker = asyncio.get_running_loop().create_task(self._run())
-        self._last_drop_log = -DROP_LOG_INTERVAL
-        self._dropped_since_log = 0
 
-    def offer(self, topic: str, data: bytes) -> None:
-        try:
-            self._queue.put_nowait((topic, data))
-        except asyncio.QueueFull:
-            self._owner.dropped += 1
-            self._dropped_since_log += 1
-            now = time.monotonic()
-            if now - self._last_drop_log >= DROP_LOG_INTERVAL:  # a log line, not a flood
-                log.warning(
-                    "pubsub handler for %r is behind: dropped %d message(s), last on %r",
-                    self.pattern,
-                    self._dropped_since_log,
-                    topic,
-                )
-                self._last_drop_log, self._dropped_since_log = now, 0
-
-    async def _run(self) -> None:
-        while True:
-            topic, data = await self._queue.get()
-            try:
-                await self._handler(topic, data)
-            except Exception:
-                log.exception("pubsub handler for %r failed on topic %r", self.pattern, topic)
-
-    async def cancel(self) -> None:
+    async def _detach(self) -> None:
         self._owner._remove(self)
-        await self.stop()
-
-    async def stop(self) -> None:
-        self._worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._worker
 
 
 class InMemoryBroker:
@@ -96,6 +54,9 @@ class InMemoryPubSub(PubSub):
         self._subscriptions: list[_MemorySubscription] = []
         self._closed = False
         self.broker.attach(self)
+
+    def count_drop(self) -> None:
+        self.dropped += 1
 
     def _check_open(self) -> None:
         if self._closed:

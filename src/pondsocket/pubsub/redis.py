@@ -269,6 +269,9 @@ class RedisPubSub(PubSub):
                 self.options.subscribe_timeout,
             )
 
+    def count_drop(self) -> None:
+        self.stats.dropped += 1
+
     async def _remove_subscription(self, subscription: RedisSubscription) -> None:
         entry = self._entries.get(subscription.pattern)
         if entry is None or subscription not in entry.subscriptions:

@@ -5,11 +5,9 @@ per-handler queue and worker."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,7 +25,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from pondsocket.pubsub.base import MessageHandler, PubSubError, Subscription
+from pondsocket.pubsub.base import MessageHandler, PubSubError
+from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
     from pondsocket.pubsub.redis import RedisPubSub
@@ -207,56 +206,21 @@ class Entry:
     ready: asyncio.Future[bool] | None = None  # set by Redis' confirmation or a lost link
 
 
-class RedisSubscription(Subscription):
-    """A handler with its own bounded queue and worker task, so it cannot block the reader
-    or other handlers. Messages for a full queue are dropped, counted and logged."""
+class RedisSubscription(QueuedSubscription):
+    """A handler of a :class:`RedisPubSub` (bounded queue and worker: see delivery.py)."""
 
     def __init__(self, owner: RedisPubSub, pattern: str, handler: MessageHandler) -> None:
-        self.pattern = pattern
-        self._owner = owner
-        self._handler = handler
-        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(owner.options.queue_size)
-        self._worker = asyncio.get_running_loop().create_task(
-            self._run(), name=f"pondsocket-redis-handler:{pattern}"
+        super().__init__(
+            pattern,
+            handler,
+            queue_size=owner.options.queue_size,
+            on_drop=owner.count_drop,
+            name="pondsocket-redis-handler",
         )
-        self._dropped_unlogged = 0
-        self._last_drop_log = 0.0
+        self._owner = owner
 
-    def offer(self, topic: str, data: bytes) -> None:
-        try:
-            self._queue.put_nowait((topic, data))
-        except asyncio.QueueFull:
-            self._owner.stats.dropped += 1
-            self._dropped_unlogged += 1
-            now = time.monotonic()
-            if now - self._last_drop_log >= 1.0:  # at most one line a second per handler
-                log.warning(
-                    "pubsub handler for %r is behind (queue_size %d); dropped %d message(s), "
-                    "last on %r",
-                    self.pattern,
-                    self._queue.maxsize,
-                    self._dropped_unlogged,
-                    topic,
-                )
-                self._last_drop_log, self._dropped_unlogged = now, 0
-
-    async def _run(self) -> None:
-        while True:
-            topic, data = await self._queue.get()
-            try:
-                await self._handler(topic, data)
-            except Exception:
-                log.exception("pubsub handler for %r failed on topic %r", self.pattern, topic)
-
-    async def cancel(self) -> None:
+    async def _detach(self) -> None:
         await self._owner._remove_subscription(self)
-        await self.stop()
-
-    async def stop(self) -> None:
-        self._worker.cancel()
-        if asyncio.current_task() is not self._worker:  # a handler may cancel itself
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
 
 
 def make_client(

@@ -1,0 +1,85 @@
+"""Delivery to one handler, shared by every backend: a bounded queue and a worker task,
+so a slow handler never blocks the reader or the other handlers (base.py's rules)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from pondsocket.pubsub.base import MessageHandler, Subscription
+
+log = logging.getLogger("pondsocket.pubsub")
+
+DROP_LOG_INTERVAL = 1.0
+"""At most one "dropped" log line per handler per interval: a line, not a flood."""
+
+
+class QueuedSubscription(Subscription):
+    """One handler's subscription. ``offer`` never blocks: when the handler is
+    ``queue_size`` messages behind, new messages are dropped, ``on_drop`` is called for
+    each (the backend counts them) and a rate-limited warning is logged. A handler that
+    raises is logged with the topic and traceback; the worker goes on.
+
+    Backends subclass it and implement :meth:`_detach` (forget it, release the broker-side
+    subscription if it was the last handler of its pattern).
+    """
+
+    def __init__(
+        self,
+        pattern: str,
+        handler: MessageHandler,
+        *,
+        queue_size: int,
+        on_drop: Callable[[], None],
+        name: str = "pondsocket-pubsub-handler",
+    ) -> None:
+        self.pattern = pattern
+        self._handler = handler
+        self._on_drop = on_drop
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(queue_size)
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"{name}:{pattern}")
+        self._dropped_unlogged = 0
+        self._last_drop_log = -DROP_LOG_INTERVAL
+
+    def offer(self, topic: str, data: bytes) -> None:
+        try:
+            self._queue.put_nowait((topic, data))
+        except asyncio.QueueFull:
+            self._on_drop()
+            self._dropped_unlogged += 1
+            now = time.monotonic()
+            if now - self._last_drop_log >= DROP_LOG_INTERVAL:
+                log.warning(
+                    "pubsub handler for %r is behind (queue_size %d); dropped %d message(s), "
+                    "last on %r",
+                    self.pattern,
+                    self._queue.maxsize,
+                    self._dropped_unlogged,
+                    topic,
+                )
+                self._last_drop_log, self._dropped_unlogged = now, 0
+
+    async def _run(self) -> None:
+        while True:
+            topic, data = await self._queue.get()
+            try:
+                await self._handler(topic, data)
+            except Exception:
+                log.exception("pubsub handler for %r failed on topic %r", self.pattern, topic)
+
+    async def cancel(self) -> None:
+        await self._detach()
+        await self.stop()
+
+    async def _detach(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        """Stop the worker (messages still queued are discarded)."""
+        self._worker.cancel()
+        if asyncio.current_task() is not self._worker:  # a handler may cancel itself
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
