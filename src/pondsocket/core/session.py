@@ -151,6 +151,15 @@ class Session:
         self._metrics.protocol_errors += 1
         self.connection.outlet.send(protocol_error_frame(error))
 
+    def _not_a_member(self, msg: ClientMessage) -> None:
+        self._protocol_error(
+            ErrorCode.NOT_A_MEMBER,
+            f"Not a member of channel {msg.channelName}",
+            404,
+            msg.requestId,
+            msg.channelName,
+        )
+
     def _send(self, action: ServerAction, event: str, msg: ClientMessage, payload: Any) -> None:
         self.connection.outlet.send(
             encode_frame(action, event, msg.channelName, msg.requestId, payload)
@@ -225,13 +234,7 @@ class Session:
     async def _event(self, msg: ClientMessage) -> None:
         channel = self.connection.channels.get(msg.channelName)
         if channel is None:
-            self._protocol_error(
-                ErrorCode.NOT_A_MEMBER,
-                f"Not a member of channel {msg.channelName}",
-                404,
-                msg.requestId,
-                msg.channelName,
-            )
+            self._not_a_member(msg)
             return
         found = channel.lobby.find_event_handler(msg.event)
         if found is None:
@@ -255,12 +258,6 @@ class Session:
     def _leave(self, msg: ClientMessage) -> None:
         channel = self.connection.channels.get(msg.channelName)
         if channel is None:
-            self._protocol_error(
-                ErrorCode.NOT_A_MEMBER,
-                f"Not a member of channel {msg.channelName}",
-                404,
-                msg.requestId,
-                msg.channelName,
-            )
+            self._not_a_member(msg)
             return
         channel.remove_user(self.connection.id, "explicit_leave")
