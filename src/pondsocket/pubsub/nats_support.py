@@ -1,0 +1,127 @@
+"""Building blocks of the NATS backend (:mod:`pondsocket.pubsub.nats`): its errors,
+options, counters, subscription entries and the per-handler queue and worker."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from pondsocket.pubsub.base import MessageHandler, PubSubError
+from pondsocket.pubsub.delivery import QueuedSubscription
+
+if TYPE_CHECKING:
+    from nats.aio.subscription import Subscription as NatsClientSubscription
+
+    from pondsocket.pubsub.nats import NatsPubSub
+
+log = logging.getLogger("pondsocket.pubsub.nats")
+
+MiB = 1024 * 1024
+
+
+class MessageTooLargeError(PubSubError, ValueError):
+    """``publish()`` got a payload larger than ``max_message_size``; nothing was sent."""
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"message of {size} bytes on {topic!r} exceeds max_message_size ({limit} bytes); "
+            "nothing was sent"
+        )
+        self.topic = topic
+        self.size = size
+        self.limit = limit
+
+
+class PubSubUnavailableError(PubSubError):
+    """NATS cannot take the message: unreachable at connect time, the client gave up
+    reconnecting, or NATS is down and the pending buffer (``pending_size``) is full."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Validated settings of a :class:`~pondsocket.pubsub.nats.NatsPubSub` (see
+    ``docs/pubsub/nats.md`` for each one)."""
+
+    subject_prefix: str = ""
+    max_message_size: int | None = None
+    queue_size: int = 10_000
+    max_reconnect_attempts: int = -1
+    reconnect_wait: float = 0.5
+    reconnect_jitter: float = 0.5
+    pending_size: int = 8 * MiB
+    connect_timeout: float = 5.0
+    ping_interval: float = 10.0
+    subscribe_timeout: float = 5.0
+    close_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("queue_size", "pending_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        if self.max_message_size is not None and self.max_message_size < 1:
+            raise ValueError(f"max_message_size must be at least 1, not {self.max_message_size}")
+        if self.max_reconnect_attempts < -1:
+            raise ValueError("max_reconnect_attempts must be -1 (for ever), 0 or positive")
+        for name in ("reconnect_wait", "reconnect_jitter", "subscribe_timeout", "close_timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, not {getattr(self, name)!r}")
+        for name in ("connect_timeout", "ping_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+
+
+@dataclass(slots=True)
+class NatsPubSubStats:
+    """Counters of one :class:`~pondsocket.pubsub.nats.NatsPubSub` (``pubsub.stats``)."""
+
+    published: int = 0
+    """Messages handed to the client (sent, or buffered while NATS is unreachable)."""
+    publish_rejected: int = 0
+    """``publish()`` calls that raised :class:`PubSubUnavailableError`."""
+    received: int = 0
+    """Messages delivered by NATS to this node's subscriptions (before prefix filtering)."""
+    filtered: int = 0
+    """Messages a partial-token prefix wildcard delivered that did not match the prefix."""
+    undecodable: int = 0
+    """Messages on subjects that are not encoded topics (published by something else)."""
+    dropped: int = 0
+    """Messages dropped because a handler's queue was full."""
+    slow_consumer: int = 0
+    """Messages nats-py dropped because a subscription's own buffer was full."""
+    disconnects: int = 0
+    """Connections lost (``DISCONNECTED`` notified)."""
+    reconnects: int = 0
+    """Reconnections with every subscription replayed (``RECONNECTED`` notified)."""
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(eq=False, slots=True)
+class Entry:
+    """One NATS subscription and the handlers sharing it."""
+
+    pattern: str
+    subject: str
+    prefix: str | None  # a prefix pattern's prefix, None for an exact topic
+    filtered: bool  # the wildcard is wider than the prefix: check every message
+    handlers: list[NatsSubscription] = field(default_factory=list)
+    sub: NatsClientSubscription | None = None
+
+
+class NatsSubscription(QueuedSubscription):
+    """A handler of a :class:`NatsPubSub` (bounded queue and worker: see delivery.py)."""
+
+    def __init__(self, owner: NatsPubSub, pattern: str, handler: MessageHandler) -> None:
+        super().__init__(
+            pattern,
+            handler,
+            queue_size=owner.options.queue_size,
+            on_drop=owner.count_drop,
+            name="pondsocket-nats-handler",
+        )
+        self._owner = owner
+
+    async def _detach(self) -> None:
+        await self._owner._remove_subscription(self)
