@@ -1,0 +1,62 @@
+"""The emulator killed and restarted on the same port (it keeps everything in memory, so
+the topic and the subscriptions are gone): DISCONNECTED, then RECONNECTED once the backend
+has recreated them, and delivery works again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from pondsocket.pubsub import BusState
+from pondsocket.pubsub.gcp import GooglePubSub
+from tests.gcp.conftest import Emulator, wait_until
+from tests.pubsub_conformance import Inbox
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.timeout(120)
+async def test_emulator_restart(emulator: Emulator) -> None:
+    url = f"gcppubsub://restart-{uuid.uuid4().hex[:8]}?emulator={emulator.host}"
+    a = await GooglePubSub.connect(url, health_check_interval=0.5)
+    b = await GooglePubSub.connect(url, health_check_interval=0.5)
+    states: dict[str, list[tuple[BusState, float]]] = {"a": [], "b": []}
+    for name, bus in (("a", a), ("b", b)):
+        bus.add_state_listener(lambda s, name=name: states[name].append((s, time.monotonic())))
+    try:
+        inbox = Inbox()
+        await b.subscribe("pond.r.*", inbox)
+        await a.publish("pond.r.1", b"before")
+        await inbox.wait_for(1)
+
+        killed = time.monotonic()
+        emulator.kill()
+        await wait_until(
+            lambda: all(s and s[-1][0] is BusState.DISCONNECTED for s in states.values()),
+            "DISCONNECTED on both nodes",
+        )
+        detected = max(s[-1][1] for s in states.values()) - killed
+        await asyncio.sleep(1.0)
+        startup = await asyncio.to_thread(emulator.start)
+        restarted = time.monotonic()
+        await wait_until(
+            lambda: all(s[-1][0] is BusState.RECONNECTED for s in states.values()),
+            "RECONNECTED on both nodes",
+            timeout=60,
+        )
+        back = max(s[-1][1] for s in states.values()) - restarted
+        assert a.stats.recreated + b.stats.recreated >= 2  # topic and subscriptions were gone
+
+        await a.publish("pond.r.2", b"after")
+        items = await inbox.wait_for(2, timeout=20)
+        assert items[-1] == ("pond.r.2", b"after")
+        print(
+            f"\nemulator restart: DISCONNECTED {detected:.2f} s after the kill; emulator up "
+            f"in {startup:.2f} s; RECONNECTED {back:.2f} s after it listened"
+        )
+    finally:
+        await a.close()
+        await b.close()
