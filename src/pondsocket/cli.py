@@ -2,6 +2,7 @@
 
     pondsocket serve myapp:pond [--host 127.0.0.1] [--port 8080] [--asgi]
     pondsocket demo [--host 127.0.0.1] [--port 8080]
+    pondsocket bench SCENARIO [...]   (see ``pondsocket bench --help``)
     pondsocket --version
 
 ``serve`` imports ``pond`` from the module ``myapp`` (the current directory is importable):
@@ -35,9 +36,14 @@ class CLIError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["bench"]:  # its own parser: pondsocket.bench.main
+        from pondsocket.bench import main as bench_main
+
+        return bench_main(arguments[1:])
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
     except SystemExit as exc:  # --help, --version, or an argparse usage error (already printed)
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
@@ -101,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument("--namespace", help="cluster namespace (default: default)")
     cluster.add_argument("--prefix", help="topic prefix (default: pondsocket)")
+    commands.add_parser(
+        "bench",
+        help="benchmark PondSocket servers on 127.0.0.1 (pondsocket bench --help)",
+        add_help=False,
+    )
     commands.add_parser(
         "demo",
         parents=[common],
