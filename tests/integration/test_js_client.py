@@ -20,6 +20,7 @@ from pondsocket import (
     EventContext,
     JoinContext,
     LeaveContext,
+    PondOptions,
     PondSocket,
 )
 from pondsocket.transports.standalone import StandaloneServer
@@ -36,8 +37,8 @@ def _js_client_installed() -> None:
 class App:
     """The application every test talks to, with what its leave handler saw."""
 
-    def __init__(self) -> None:
-        self.pond = PondSocket()
+    def __init__(self, options: PondOptions | None = None) -> None:
+        self.pond = PondSocket(options)
         self.left: list[tuple[str, str]] = []
         endpoint = self.pond.create_endpoint("/api/socket", self.authenticate)
         lobby = endpoint.create_channel("/chat/:room", self.join)
@@ -284,3 +285,22 @@ async def _eventually(condition: Any, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.02)
+
+
+async def test_coalesced_presence_leaves_every_js_client_with_the_full_list(
+    js: JSClientHarness,
+) -> None:
+    app = App(PondOptions(presence_coalesce_window=0.05))
+    server = StandaloneServer(app.pond, "127.0.0.1", 0)
+    port = await server.start()
+    url = f"ws://127.0.0.1:{port}/api/socket"
+    names = [f"user{i}" for i in range(12)]
+    try:
+        for name in names:
+            await connect(js, url, name)
+        await asyncio.gather(*(join(js, name) for name in names))
+        for name in names:
+            assert sorted(u["name"] for u in await users(js, name, len(names))) == sorted(names)
+        assert not js.events(type="fatal")
+    finally:
+        await server.aclose()

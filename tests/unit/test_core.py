@@ -732,3 +732,26 @@ async def test_broadcast_hands_every_recipient_the_same_encoded_bytes() -> None:
     channel.broadcast("news", {"n": 1})
     assert len(sent) == 5
     assert all(frame is sent[0] for frame in sent)  # encoded once, not per recipient
+
+
+async def test_presence_coalescing_sends_one_frame_per_window_with_the_full_list() -> None:
+    pond, _ = build(PondOptions(presence_coalesce_window=0.05))
+    first = await connect(pond, "u0")
+    await first.join(LOBBY)  # an isolated change goes out at once
+    assert [f["event"] for f in first.frames_for(LOBBY, action="PRESENCE")] == ["JOIN"]
+    others = [await connect(pond, f"u{i}") for i in range(1, 30)]
+    for conn in others:
+        await conn.join(LOBBY)
+    await asyncio.sleep(0.12)  # two windows
+    frames = first.frames_for(LOBBY, action="PRESENCE")
+    assert len(frames) <= 3  # not one per join (30)
+    final = frames[-1]["payload"]
+    assert sorted(p["name"] for p in final["presence"]) == sorted(f"u{i}" for i in range(30))
+    assert final["changed"] == {"name": "u29"}  # the window's last change
+    last = others[-1].frames_for(LOBBY, action="PRESENCE")[-1]["payload"]["presence"]
+    assert len(last) == 30  # late joiners get the complete list too
+
+
+def test_presence_coalesce_window_must_not_be_negative() -> None:
+    with pytest.raises(UsageError):
+        PondOptions(presence_coalesce_window=-1)

@@ -6,6 +6,7 @@
     pondsocket bench join-storm [--connections 1000] [--concurrency 100]
     pondsocket bench pubsub [--redis URL] [--count 20000]
     pondsocket bench all --json results.json
+    pondsocket bench fanout join-storm --systems ours,upstream,socketio
 
 Modules: ``server`` (the system under test, its own process), ``loadgen`` (picows
 clients on uvloop, their own processes), ``cpu`` (/proc readings), ``scenarios``,
@@ -73,7 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--plot", metavar="DIR", help="write PNG charts (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--systems",
+        type=_systems,
+        default=["ours"],
+        help="compare in one run: comma-separated ours,upstream,socketio (default: ours; "
+        "see benchmarks/README.md)",
+    )
     return parser
+
+
+def _systems(text: str) -> list[str]:
+    from pondsocket.bench.compare import parse_systems
+
+    return parse_systems(text)
 
 
 def _positive_int(text: str) -> int:
@@ -145,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     names = list(SCENARIO_NAMES) if "all" in args.scenarios else list(dict.fromkeys(args.scenarios))
     transports = list(TRANSPORTS) if args.transport == "both" else [args.transport]
+    if args.systems != ["ours"]:
+        from pondsocket.bench.compare import compare_main
+
+        return compare_main(args, names, transports, settings)
     try:
         results = uvloop.run(_run_all(names, transports, settings, quiet=args.quiet))
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import os
 import signal
 import socket
 from collections.abc import Sequence
@@ -34,7 +35,9 @@ BROADCAST_EVENT = "msg"
 def create_app(*, presence: bool = False) -> PondSocket:
     """The benchmark application (see the module docstring)."""
     # The sender is a deliberate flood: no inbound rate limit (PondOptions.rate_limit).
-    pond = PondSocket(PondOptions(rate_limit=None))
+    # PONDSOCKET_BENCH_PRESENCE_WINDOW: PondOptions.presence_coalesce_window for this run.
+    window = float(os.environ.get("PONDSOCKET_BENCH_PRESENCE_WINDOW", "0"))
+    pond = PondSocket(PondOptions(rate_limit=None, presence_coalesce_window=window))
     members = itertools.count(1)
 
     def connect(ctx: ConnectionContext) -> None:

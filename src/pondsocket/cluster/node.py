@@ -103,6 +103,7 @@ class ClusterNode:
         self._heartbeat_sub: asyncio.Task[Subscription | None] | None = None
         self._started = False
         self._closed = False
+        self._last_drop_log = -1.0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -328,7 +329,15 @@ class ClusterNode:
             return
         if len(self._outbox) >= self.options.outbox_size:
             self.stats.dropped += 1
-            log.warning("cluster outbox full (%d); dropped a %s", len(self._outbox), envelope.type)
+            now = self.clock()
+            if now - self._last_drop_log >= 1.0:  # a log line a second, not a flood
+                self._last_drop_log = now
+                log.warning(
+                    "cluster outbox full (%d): dropped %s (%d dropped so far); peers will resync",
+                    len(self._outbox),
+                    envelope.type,
+                    self.stats.dropped,
+                )
             return
         self._seq[topic] += 1  # after the drop check: a drop shows peers a gap only if sent
         envelope.fields["seq"] = self._seq[topic]

@@ -8,7 +8,7 @@ payload are the exception: they take a per-recipient path).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pondsocket.core.options import PondOptions
@@ -45,6 +45,12 @@ class ChannelHost(Protocol):
 
     def drop_channel(self, channel: Channel) -> None: ...
 
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable: ...
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
 
 def check_object(value: object, what: str) -> dict[str, Any]:
     """Payloads, presence and assigns are JSON objects: the JS client rejects anything else."""
@@ -66,6 +72,8 @@ class Channel:
         self._remote = RemoteUsers()
         self._presence = PresenceTable()  # local and remote tracked users
         self._pending_joins = 0
+        self._presence_timer: Cancellable | None = None
+        self._pending_presence: PresenceChange | None = None
         self.closed = False
 
     def __repr__(self) -> str:
@@ -290,6 +298,24 @@ class Channel:
                 self._host.relay.presence_changed(self, user_id, None)
 
     def _publish_presence(self, change: PresenceChange) -> None:
+        window = self._host.options.presence_coalesce_window
+        if not window:
+            self._send_presence(change)
+        elif self._presence_timer is None:  # leading edge: an isolated change goes out now
+            self._send_presence(change)
+            self._presence_timer = self._host.call_later(window, self._flush_presence)
+        else:  # a burst: only the latest change of the window is sent, at its end
+            self._pending_presence = change
+
+    def _flush_presence(self) -> None:
+        self._presence_timer = None
+        change, self._pending_presence = self._pending_presence, None
+        if change is not None and not self.closed:
+            self._send_presence(change)
+            window = self._host.options.presence_coalesce_window
+            self._presence_timer = self._host.call_later(window, self._flush_presence)
+
+    def _send_presence(self, change: PresenceChange) -> None:
         # Every frame carries the full list: the JS client replaces its list with it.
         payload = {"changed": change.changed, "presence": self._presence.values()}
         frame = encode_frame(
@@ -455,4 +481,6 @@ class Channel:
     def _drop_if_empty(self) -> None:
         if not self._members and self._pending_joins == 0 and not self.closed:
             self.closed = True
+            if self._presence_timer is not None:
+                self._presence_timer.cancel()
             self._host.drop_channel(self)

@@ -175,6 +175,9 @@ class Endpoint:
             del self._channels[channel.name]
             self.relay.channel_closed(channel)
 
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_later(delay, callback)
+
     def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
         self._tasks.spawn(coro, what)
 

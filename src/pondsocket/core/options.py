@@ -39,6 +39,13 @@ class PondOptions:
     Messages over the limit are refused with a 429 error frame each (not processed)."""
     rate_burst: int = 1000
     """How many messages a connection may send at once before the rate limit applies."""
+    presence_coalesce_window: float = 0.0
+    """Seconds over which presence changes of one channel are coalesced (0: off, every
+    change is its own frame). When on, the first change goes out at once and a burst of
+    later ones (500 users joining a room) sends each tracked client one frame per window,
+    carrying the complete list but only the window's *last* change in ``changed``: the
+    JS client's list stays exact, but ``onJoin``/``onLeave`` callbacks fire for that last
+    change only. Without it a room of N joining users costs O(N²) frames and O(N³) bytes."""
     app_heartbeat_interval: float | None = None
     """Send a ``SYSTEM``/``HEARTBEAT`` frame this often, for JS clients using ``pingInterval``."""
     eviction_notice_event: str = "kicked_out"
@@ -55,6 +62,8 @@ class PondOptions:
             raise UsageError("outbox_max_bytes must be positive")
         if self.rate_limit is not None and (self.rate_limit <= 0 or self.rate_burst < 1):
             raise UsageError("rate_limit must be positive and rate_burst >= 1")
+        if self.presence_coalesce_window < 0:
+            raise UsageError("presence_coalesce_window must be >= 0")
         for name in ("ping_interval", "ping_timeout", "app_heartbeat_interval"):
             value = getattr(self, name)
             if value is not None and value <= 0:

@@ -44,6 +44,11 @@ class QueuedSubscription(Subscription):
         self._dropped_unlogged = 0
         self._last_drop_log = -DROP_LOG_INTERVAL
 
+    @property
+    def backlog(self) -> int:
+        """Messages waiting for the handler."""
+        return self._queue.qsize()
+
     def offer(self, topic: str, data: bytes) -> None:
         try:
             self._queue.put_nowait((topic, data))

@@ -38,9 +38,12 @@ class InMemoryBroker:
         if client in self._clients:
             self._clients.remove(client)
 
-    def route(self, topic: str, data: bytes) -> None:
+    def route(self, topic: str, data: bytes) -> bool:
+        """Deliver to every client; ``True`` if some subscriber's queue is half full."""
+        behind = False
         for client in self._clients:
-            client.dispatch(topic, data)
+            behind = client.dispatch(topic, data) or behind
+        return behind
 
 
 class InMemoryPubSub(PubSub):
@@ -80,15 +83,18 @@ class InMemoryPubSub(PubSub):
 
     async def publish(self, topic: str, data: bytes) -> None:
         self._check_open()
-        self.broker.route(topic, data)
-        # Yield, as a network backend would: a publisher in a tight loop must not starve
-        # the subscribers' workers of this same loop until their queues overflow.
-        await asyncio.sleep(0)
+        if self.broker.route(topic, data):
+            # A subscriber is falling behind: a publisher in a tight loop must not starve
+            # the workers of this same loop until their queues overflow.
+            await asyncio.sleep(0)
 
-    def dispatch(self, topic: str, data: bytes) -> None:
+    def dispatch(self, topic: str, data: bytes) -> bool:
+        behind = False
         for subscription in self._subscriptions:
             if pattern_matches(subscription.pattern, topic):
                 subscription.offer(topic, data)
+                behind = behind or subscription.backlog * 2 >= self.queue_size
+        return behind
 
     async def close(self) -> None:
         if self._closed:
