@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         "--redis", default="redis://127.0.0.1:6379", type=_loopback_url, help="cross-node, pubsub"
     )
     parser.add_argument("--count", type=_positive_int, default=20_000, help="pubsub messages")
+    parser.add_argument(
+        "--pubsub",
+        metavar="URL",
+        type=_loopback_any,
+        help="pubsub scenario: any backend URL on 127.0.0.1 (nats://, amqp://, kafka://, ...); "
+        "default: the --redis URL",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--plot", metavar="DIR", help="write PNG charts (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -114,6 +121,24 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _is_loopback(text: str) -> bool:
+    host = urlsplit(text).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _loopback_any(text: str) -> str:
+    if (
+        not _is_loopback(text)
+        and "endpoint=http://127.0.0.1" not in text
+        and "emulator=127.0.0.1" not in text
+    ):
+        raise argparse.ArgumentTypeError(f"benchmarks talk to 127.0.0.1 only, got {text!r}")
+    return text
+
+
 def _loopback_url(text: str) -> str:
     """Benchmarks talk to 127.0.0.1 only."""
     host = urlsplit(text).hostname or ""
@@ -155,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         concurrency=args.concurrency,
         loadgens=args.loadgens,
         redis=args.redis,
+        pubsub=args.pubsub,
         count=args.count,
     )
     names = list(SCENARIO_NAMES) if "all" in args.scenarios else list(dict.fromkeys(args.scenarios))

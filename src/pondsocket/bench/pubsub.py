@@ -1,6 +1,6 @@
-"""Raw broker figures: ``RedisPubSub`` publish -> handler, and ``redis-benchmark PUBLISH``.
+"""Raw broker figures: any PubSub backend publish -> handler, and ``redis-benchmark PUBLISH``.
 
-Two :class:`~pondsocket.pubsub.redis.RedisPubSub` instances in this process (a publisher and
+Two instances of the backend named by the URL in this process (a publisher and
 a subscriber, as two nodes would be) on a fresh topic, as in ``benchmarks/pubsub_bench.py``:
 
 * throughput: ``count`` messages published as fast as ``publish()`` accepts them, timed
@@ -23,12 +23,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pondsocket.bench.stats import Histogram, bucket, summary_ms
-from pondsocket.pubsub.redis import RedisPubSub
+from pondsocket.pubsub.base import PubSub
+from pondsocket.pubsub.urls import connect_url
 
 _STAMP = 20  # bytes of zero-padded monotonic_ns at the start of a latency message
 
 
-async def _throughput(pub: RedisPubSub, sub: RedisPubSub, count: int, size: int) -> dict[str, Any]:
+async def _throughput(pub: PubSub, sub: PubSub, count: int, size: int) -> dict[str, Any]:
     topic = f"bench.{uuid.uuid4().hex}"
     received = 0
     done = asyncio.Event()
@@ -60,7 +61,7 @@ async def _throughput(pub: RedisPubSub, sub: RedisPubSub, count: int, size: int)
 
 
 async def _latency(
-    pub: RedisPubSub, sub: RedisPubSub, rate: float, seconds: float, size: int
+    pub: PubSub, sub: PubSub, rate: float, seconds: float, size: int
 ) -> dict[str, Any]:
     topic = f"bench.{uuid.uuid4().hex}"
     hist: Histogram = {}
@@ -95,10 +96,10 @@ async def _latency(
 async def measure(
     url: str, *, count: int, rate: float, seconds: float, size: int
 ) -> dict[str, Any]:
-    """Throughput and latency of RedisPubSub against the Redis at ``url``."""
-    pub = await RedisPubSub.connect(url)
+    """Throughput and latency of the backend at ``url`` (any scheme of pubsub/urls.py)."""
+    pub = await connect_url(url)
     try:
-        sub = await RedisPubSub.connect(url)
+        sub = await connect_url(url)
         try:
             return {
                 "throughput": await _throughput(pub, sub, count, size),

@@ -44,6 +44,8 @@ class Settings:
     concurrency: int = 100
     loadgens: int | None = None
     redis: str = "redis://127.0.0.1:6379"
+    pubsub: str | None = None
+    """Backend URL for the pubsub scenario (default: ``redis``)."""
     count: int = 20_000
     connect_timeout: float = 10.0
     drain_timeout: float = 5.0
@@ -333,20 +335,21 @@ async def join_storm(run: Run, transport: str) -> dict[str, Any]:
 
 async def pubsub_raw(run: Run, transport: str) -> dict[str, Any]:
     s = run.settings
-    await redis_server_pid(s.redis)  # fails early when Redis is unreachable
+    url = s.pubsub or s.redis
+    is_redis = url.startswith("redis://")
+    if is_redis:
+        await redis_server_pid(url)  # fails early when Redis is unreachable
     rate = s.rate or 1000.0
-    run.progress.say(f"{run.label}: RedisPubSub, {s.count} messages, then {rate:g} msg/s")
-    measured = await pubsub.measure(
-        s.redis, count=s.count, rate=rate, seconds=s.duration, size=s.size
-    )
-    result: dict[str, Any] = {"size": s.size, "count": s.count, "rate": rate}
+    run.progress.say(f"{run.label}: {url}, {s.count} messages, then {rate:g} msg/s")
+    measured = await pubsub.measure(url, count=s.count, rate=rate, seconds=s.duration, size=s.size)
+    result: dict[str, Any] = {"url": url, "size": s.size, "count": s.count, "rate": rate}
     result.update({f"throughput_{k}": v for k, v in measured["throughput"].items()})
     result.update({f"latency_{k}": v for k, v in measured["latency"].items()})
     references = []
-    for pipeline in (1, 16):
+    for pipeline in (1, 16) if is_redis else ():
         run.progress.say(f"{run.label}: redis-benchmark PUBLISH -P {pipeline}")
         reference = await pubsub.redis_benchmark(
-            s.redis, requests=s.count, size=s.size, pipeline=pipeline
+            url, requests=s.count, size=s.size, pipeline=pipeline
         )
         if reference is not None:
             references.append(reference)
