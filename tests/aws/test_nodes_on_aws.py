@@ -1,0 +1,66 @@
+"""Two PondSocket nodes joined through SNS/SQS on a moto server: presence and broadcasts
+cross nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+
+from pondsocket import PondSocket
+from pondsocket.cluster import ClusterOptions
+from pondsocket.pubsub.aws import SnsSqsPubSub
+from pondsocket.testing import TestClient, TestConnection
+from tests.aws.moto_server import MotoServer
+
+ROOMS = [f"/room/{i}" for i in range(3)]
+
+
+def make_node(pubsub: SnsSqsPubSub, node_id: str) -> PondSocket:
+    pond = PondSocket(pubsub=pubsub, node_id=node_id, cluster=ClusterOptions(namespace="aws"))
+    endpoint = pond.create_endpoint("/socket", lambda ctx: ctx.accept())
+    lobby = endpoint.create_channel(
+        "/room/:id", lambda ctx: ctx.accept().track({"name": ctx.join_params["name"]})
+    )
+    lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
+    return pond
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+def names(conn: TestConnection, room: str) -> list[str]:
+    frames = conn.frames_for(room, action="PRESENCE")
+    return sorted(p["name"] for p in frames[-1]["payload"]["presence"]) if frames else []
+
+
+async def test_two_nodes_over_sns_sqs(moto: MotoServer) -> None:
+    url = moto.url(f"pondsocket-aws-{uuid.uuid4().hex[:8]}", wait_time_seconds=2)
+    bus_a = await SnsSqsPubSub.connect(url)
+    bus_b = await SnsSqsPubSub.connect(url)
+    a, b = make_node(bus_a, "a"), make_node(bus_b, "b")
+    try:
+        alice = await TestClient(a).connect("/socket")
+        bob = await TestClient(b).connect("/socket")
+        for room in ROOMS:
+            await alice.join(room, {"name": "alice"})
+        for room in ROOMS:
+            await bob.join(room, {"name": "bob"})
+        for room in ROOMS:
+            await eventually(lambda room=room: names(alice, room) == ["alice", "bob"])
+            await eventually(lambda room=room: names(bob, room) == ["alice", "bob"])
+            await bob.send(room, "say", {"room": room})
+            await eventually(lambda room=room: bool(alice.frames_for(room, event="said")))
+            await alice.send(room, "say", {"from": "alice"})
+            await eventually(lambda room=room: bool(bob.frames_for(room, event="said")))
+        await bob.close()
+        for room in ROOMS:
+            await eventually(lambda room=room: names(alice, room) == ["alice"])
+    finally:
+        await a.shutdown(timeout=2)
+        await b.shutdown(timeout=2)
+        await bus_a.close()
+        await bus_b.close()
