@@ -425,12 +425,22 @@ def test_serve_command_runs_a_module_of_the_current_directory(
     assert "Traceback" not in server.output
 
 
-@pytest.mark.parametrize("asgi", [False, True], ids=["standalone", "asgi"])
-def test_serve_with_redis_joins_a_cluster(spawn: Any, asgi: bool) -> None:
-    """Two ``pondsocket serve --redis`` processes: a message sent on one reaches the other."""
+@pytest.mark.parametrize(
+    ("asgi", "option", "url"),
+    [
+        (False, "--redis", "redis://127.0.0.1:6379/0"),
+        (True, "--redis", "redis://127.0.0.1:6379/0"),
+        (False, "--pubsub", "nats://127.0.0.1:4222"),
+        (False, "--pubsub", "amqp://guest:guest@127.0.0.1/"),
+    ],
+    ids=["redis-standalone", "redis-asgi", "nats", "rabbitmq"],
+)
+def test_serve_with_a_broker_joins_a_cluster(spawn: Any, asgi: bool, option: str, url: str) -> None:
+    """Two ``pondsocket serve --pubsub/--redis`` processes: a message sent on one reaches
+    the other (the brokers run on this machine; CI starts them)."""
     namespace = f"cli-{os.getpid()}-{time.monotonic_ns()}"
     args = ["serve", "pondsocket.demo.app:create_demo", *(["--asgi"] if asgi else [])]
-    cluster = ["--redis", "redis://127.0.0.1:6379/0", "--namespace", namespace]
+    cluster = [option, url, "--namespace", namespace]
     first, second = spawn(*args, *cluster), spawn(*args, *cluster)
     with (
         ws_connect(f"ws://127.0.0.1:{first.port}/socket?username=ann") as ann,
