@@ -3,9 +3,11 @@
 from pondsocket.pubsub.base import (
     BusState,
     MessageHandler,
+    MessageTooLargeError,
     PubSub,
     PubSubClosedError,
     PubSubError,
+    PubSubUnavailableError,
     Subscription,
 )
 from pondsocket.pubsub.memory import InMemoryBroker, InMemoryPubSub
@@ -15,8 +17,10 @@ __all__ = [
     "InMemoryBroker",
     "InMemoryPubSub",
     "MessageHandler",
+    "MessageTooLargeError",
     "PubSub",
     "PubSubClosedError",
     "PubSubError",
+    "PubSubUnavailableError",
     "Subscription",
 ]

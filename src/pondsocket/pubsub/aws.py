@@ -401,7 +401,12 @@ class SnsSqsPubSub(PubSub):
             data = bytes(data)
         body, attributes, size = encode(topic, data)
         if size > self.options.max_message_size:
-            raise MessageTooLargeError(topic, len(data), size, self.options.max_message_size)
+            raise MessageTooLargeError(
+                topic,
+                size,
+                self.options.max_message_size,
+                f" once encoded for SNS (payload {len(data)} bytes)",
+            )
         try:
             await self._publisher.put((topic, body, attributes, size))
         except PubSubUnavailableError:

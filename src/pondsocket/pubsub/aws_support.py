@@ -17,7 +17,11 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     ClientError,
 )
 
-from pondsocket.pubsub.base import MessageHandler, PubSubError
+from pondsocket.pubsub.base import (
+    MessageHandler,
+)
+from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
+from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableError
 from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
@@ -43,27 +47,6 @@ _MISSING_CODES = {
     "NotFoundException",
     "ResourceNotFoundException",
 }
-
-
-class MessageTooLargeError(PubSubError, ValueError):
-    """``publish()`` got a message larger than ``max_message_size`` once encoded for SNS
-    (body and attributes); nothing was sent."""
-
-    def __init__(self, topic: str, size: int, wire_size: int, limit: int) -> None:
-        super().__init__(
-            f"message of {size} bytes on {topic!r} is {wire_size} bytes once encoded for SNS "
-            f"(body and attributes), over max_message_size ({limit} bytes; the SNS limit is "
-            f"{SNS_LIMIT}); nothing was sent"
-        )
-        self.topic = topic
-        self.size = size
-        self.wire_size = wire_size
-        self.limit = limit
-
-
-class PubSubUnavailableError(PubSubError):
-    """SNS/SQS cannot be reached at connect time, or the outbox stayed full for
-    ``publish_timeout`` seconds."""
 
 
 def is_missing(exc: BaseException) -> bool:

@@ -47,6 +47,22 @@ class PubSubClosedError(PubSubError, RuntimeError):
     """The pubsub was closed; create a new one."""
 
 
+class PubSubUnavailableError(PubSubError):
+    """The broker cannot take the message now: unreachable at connect time, or the
+    backend's bounded outage buffer stayed full; the message says which."""
+
+
+class MessageTooLargeError(PubSubError, ValueError):
+    """``publish()`` got a message over the backend's ``max_message_size``; nothing was sent."""
+
+    def __init__(self, topic: str, size: int, limit: int, detail: str = "") -> None:
+        super().__init__(
+            f"message of {size} bytes on {topic!r} exceeds max_message_size ({limit} bytes)"
+            f"{detail}; nothing was sent"
+        )
+        self.topic, self.size, self.limit = topic, size, limit
+
+
 def validate_pattern(pattern: str) -> None:
     if not pattern or pattern == ".*":
         raise ValueError(f"pubsub pattern {pattern!r} is empty")

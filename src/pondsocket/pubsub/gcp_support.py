@@ -14,7 +14,11 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pondsocket.pubsub.base import MessageHandler, PubSubError
+from pondsocket.pubsub.base import (
+    MessageHandler,
+)
+from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
+from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableError
 from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
@@ -30,24 +34,6 @@ ATTR_TOPIC = "pondsocket_topic"
 ATTR_ORIGIN = "pondsocket_origin"
 ATTR_SEQ = "pondsocket_seq"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$")
-
-
-class MessageTooLargeError(PubSubError, ValueError):
-    """``publish()`` got a payload larger than ``max_message_size``; nothing was sent."""
-
-    def __init__(self, topic: str, size: int, limit: int) -> None:
-        super().__init__(
-            f"message of {size} bytes on {topic!r} exceeds max_message_size ({limit} bytes; "
-            f"Google Pub/Sub accepts at most {PUBSUB_MAX_MESSAGE}); nothing was sent"
-        )
-        self.topic = topic
-        self.size = size
-        self.limit = limit
-
-
-class PubSubUnavailableError(PubSubError):
-    """Google Pub/Sub cannot take the message: unreachable at connect time, or
-    ``max_outstanding`` publishes stayed unconfirmed for ``publish_timeout`` seconds."""
 
 
 def check_resource_name(kind: str, name: str) -> str:

@@ -10,7 +10,12 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from pondsocket.pubsub.base import MessageHandler, PubSubError
+from pondsocket.pubsub.base import (
+    MessageHandler,
+    PubSubError,
+)
+from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
+from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableError
 from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
@@ -25,23 +30,6 @@ _LAYOUT = re.compile(r"([^:]+):v1:([^:]+):")
 _LAYOUT_START = re.compile(r"[^:]*|[^:]+:(v|v1)?|[^:]+:v1:[^:]*")
 """Texts that are not a complete layout head but could begin one (``pond``, ``pond:v1:de``)."""
 _ILLEGAL = re.compile(r"[^a-zA-Z0-9._-]")
-
-
-class MessageTooLargeError(PubSubError, ValueError):
-    """``publish()`` refused a message: its key (the topic) plus payload exceed
-    ``max_message_size``."""
-
-    def __init__(self, topic: str, size: int, limit: int) -> None:
-        super().__init__(
-            f"message on {topic!r} is {size} bytes (topic + payload), over the Kafka "
-            f"backend's max_message_size of {limit} bytes"
-        )
-        self.topic, self.size, self.limit = topic, size, limit
-
-
-class PubSubUnavailableError(PubSubError):
-    """Kafka cannot be reached (at connect time), or the outbox that holds messages
-    during an outage is full."""
 
 
 class PatternSpansTopicsError(PubSubError, ValueError):

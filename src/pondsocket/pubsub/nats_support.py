@@ -7,7 +7,11 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from pondsocket.pubsub.base import MessageHandler, PubSubError
+from pondsocket.pubsub.base import (
+    MessageHandler,
+)
+from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
+from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableError
 from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
@@ -18,24 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pondsocket.pubsub.nats")
 
 MiB = 1024 * 1024
-
-
-class MessageTooLargeError(PubSubError, ValueError):
-    """``publish()`` got a payload larger than ``max_message_size``; nothing was sent."""
-
-    def __init__(self, topic: str, size: int, limit: int) -> None:
-        super().__init__(
-            f"message of {size} bytes on {topic!r} exceeds max_message_size ({limit} bytes); "
-            "nothing was sent"
-        )
-        self.topic = topic
-        self.size = size
-        self.limit = limit
-
-
-class PubSubUnavailableError(PubSubError):
-    """NATS cannot take the message: unreachable at connect time, the client gave up
-    reconnecting, or NATS is down and the pending buffer (``pending_size``) is full."""
 
 
 @dataclass(frozen=True, slots=True)

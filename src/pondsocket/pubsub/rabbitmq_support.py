@@ -19,7 +19,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pondsocket.pubsub.base import MessageHandler, PubSubError
+from pondsocket.pubsub.base import (
+    MessageHandler,
+    PubSubError,
+)
+from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
+from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableError
 from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
@@ -153,19 +158,6 @@ def message_topic(key: str, headers: Mapping[str, Any] | None) -> str | None:
         return None
 
 
-class MessageTooLargeError(PubSubError, ValueError):
-    """``publish()`` got a payload larger than ``max_message_size``; nothing was sent."""
-
-    def __init__(self, topic: str, size: int, limit: int) -> None:
-        super().__init__(
-            f"message of {size} bytes on {topic!r} exceeds max_message_size ({limit} bytes); "
-            "nothing was sent"
-        )
-        self.topic = topic
-        self.size = size
-        self.limit = limit
-
-
 class TopicTooLongError(PubSubError, ValueError):
     """A topic or pattern longer than :data:`MAX_TOPIC` UTF-8 bytes."""
 
@@ -180,12 +172,6 @@ def check_topic(topic: str) -> None:
             f"topic {topic[:40]!r}... is {size} bytes; the RabbitMQ backend takes at most "
             f"{MAX_TOPIC} (UTF-8)"
         )
-
-
-class PubSubUnavailableError(PubSubError):
-    """RabbitMQ cannot take the message: unreachable at connect time, or the outbox stayed
-    full for ``publish_timeout`` seconds (RabbitMQ down, or publishing faster than it
-    accepts)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,12 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from pondsocket.pubsub.base import MessageHandler, PubSubError
+from pondsocket.pubsub.base import (
+    MessageHandler,
+    PubSubError,
+)
+from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
+from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableError
 from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
@@ -58,24 +63,6 @@ def is_transient(result: object) -> bool:
 
 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-
-
-class MessageTooLargeError(PubSubError, ValueError):
-    """``publish()`` got a payload larger than ``max_message_size``; nothing was sent."""
-
-    def __init__(self, topic: str, size: int, limit: int) -> None:
-        super().__init__(
-            f"message of {size} bytes on {topic!r} exceeds max_message_size ({limit} bytes); "
-            "nothing was sent"
-        )
-        self.topic = topic
-        self.size = size
-        self.limit = limit
-
-
-class PubSubUnavailableError(PubSubError):
-    """The broker cannot take the message: unreachable at connect time, or the outbox
-    stayed full for ``publish_timeout`` seconds (Redis down or publishing too slowly)."""
 
 
 class ShardedPatternError(PubSubError, ValueError):
