@@ -20,7 +20,7 @@ import http
 import logging
 import signal
 import time
-from collections import deque
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,9 +28,8 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ProtocolError
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import OPEN, Event
+from websockets.protocol import OPEN
 
 from pondsocket.core.contexts import ConnectionContext
 from pondsocket.core.endpoint import Endpoint
@@ -43,7 +42,7 @@ from pondsocket.errors import UsageError
 from pondsocket.wire.codec import encode_frame, new_request_id
 from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
 
-__all__ = ["PondServerConnection", "StandaloneServer", "WebSocketOutlet", "run", "serve"]
+__all__ = ["StandaloneServer", "WebSocketOutlet", "run", "serve"]
 
 log = logging.getLogger("pondsocket.standalone")
 
@@ -51,46 +50,13 @@ HttpRoutes = Mapping[str, tuple[str, bytes]]
 """Exact path -> (content type, body), served to plain HTTP GETs."""
 
 # Arguments the transport owns; passing them through ``**ws_kwargs`` would break it.
-_RESERVED_KWARGS = frozenset({"handler", "process_request", "create_connection"})
+_RESERVED_KWARGS = frozenset({"handler", "process_request"})
 # websockets' own write flow control only makes its pings and close frames wait behind our
 # (already bounded) buffer, which would hide a dead peer under the DROP policy. The outlet
 # bounds the buffer, so the high-water mark is set out of reach.
 _NO_WRITE_PAUSE = 2**31 - 1  # uvloop stores the limits in a C int
 _DROP_LOG_INTERVAL = 10.0
 _MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125 (2 for the code)
-
-
-class PondServerConnection(ServerConnection):
-    """A websockets connection that carries the accepted handshake to the handler, and
-    remembers which messages were binary so text can be received as bytes, undecoded."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.pond_context: ConnectionContext | None = None
-        self.pond_endpoint: Endpoint | None = None
-        # ``recv(decode=False)`` returns bytes for both text and binary messages; message
-        # starts are counted here, in arrival order, to tell them apart afterwards.
-        self._started = 0
-        self._taken = 0
-        self._binary_starts: deque[int] = deque()
-
-    def process_event(self, event: Event) -> None:
-        if isinstance(event, Frame):
-            opcode = event.opcode
-            if opcode is Opcode.TEXT:
-                self._started += 1
-            elif opcode is Opcode.BINARY:
-                self._started += 1
-                self._binary_starts.append(self._started)
-        super().process_event(event)
-
-    def took_binary(self) -> bool:
-        """Call once per message returned by ``recv``: was that message binary?"""
-        self._taken += 1
-        if self._binary_starts and self._binary_starts[0] == self._taken:
-            self._binary_starts.popleft()
-            return True
-        return False
 
 
 class WebSocketOutlet:
@@ -242,6 +208,9 @@ class StandaloneServer:
         }
         self._server: Server | None = None
         self._outlets: set[WebSocketOutlet] = set()
+        self._accepted: weakref.WeakKeyDictionary[
+            ServerConnection, tuple[ConnectionContext, Endpoint]
+        ] = weakref.WeakKeyDictionary()
         self._heartbeat: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -262,7 +231,6 @@ class StandaloneServer:
             self._host,
             self._port,
             process_request=self._process_request,
-            create_connection=PondServerConnection,
             **self._ws_kwargs,
         )
         interval = self._pond.options.app_heartbeat_interval
@@ -345,27 +313,26 @@ class StandaloneServer:
         ctx = await endpoint.handshake(conn_request, route)
         if not ctx.accepted:
             return _text_response(ctx.decline_status, ctx.decline_message)
-        if not isinstance(connection, PondServerConnection):  # pragma: no cover
-            raise TypeError("expected a PondServerConnection")
-        connection.pond_context = ctx
-        connection.pond_endpoint = endpoint
+        # Handed to _handle; a weak key, so a handshake that fails afterwards leaks nothing.
+        self._accepted[connection] = (ctx, endpoint)
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
-        if not isinstance(connection, PondServerConnection):  # pragma: no cover
-            raise TypeError("expected a PondServerConnection")
-        ctx, endpoint = connection.pond_context, connection.pond_endpoint
-        if ctx is None or endpoint is None:  # pragma: no cover - only accepted ones get here
+        accepted = self._accepted.pop(connection, None)
+        if accepted is None:  # pragma: no cover - only accepted handshakes get here
             return
-        outlet = WebSocketOutlet(connection, self._pond, ctx.connection_id)
+        ctx, endpoint = accepted
+        connection_id = ctx.connection_id
+        outlet = WebSocketOutlet(connection, self._pond, connection_id)
         session = endpoint.open(ctx, outlet)  # sends the CONNECTION frame first
+        del ctx, accepted  # nothing of the handshake is kept for the connection's life
         self._outlets.add(outlet)
         try:
             await self._receive_loop(connection, session, outlet)
         except ConnectionClosed:
             pass  # any close, clean or not, ends the session the same way
         except Exception:
-            log.exception("connection %s failed", ctx.connection_id)
+            log.exception("connection %s failed", connection_id)
             outlet.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             self._outlets.discard(outlet)
@@ -374,15 +341,15 @@ class StandaloneServer:
 
     @staticmethod
     async def _receive_loop(
-        connection: PondServerConnection, session: Session, outlet: WebSocketOutlet
+        connection: ServerConnection, session: Session, outlet: WebSocketOutlet
     ) -> None:
         while True:
-            data = await connection.recv(decode=False)
-            if connection.took_binary():
+            # Text comes as str (websockets checks UTF-8 and closes 1007 on bad text, RFC
+            # 6455 §8.1), binary as bytes: inbound is not the hot path, fan-out is.
+            data = await connection.recv()
+            if isinstance(data, bytes):
                 session.receive_binary()
                 continue
-            # Text arrives undecoded (no decode round-trip); the session's JSON decoder
-            # validates UTF-8 and closes with 1007 on invalid text (RFC 6455 §8.1).
             await session.receive(data)  # awaited: one connection's messages stay in order
 
     async def _heartbeat_loop(self, interval: float) -> None:
