@@ -362,3 +362,44 @@ async def test_node_declared_dead_too_early_is_resynced_when_it_returns(
     a.pubsub.dispatch = original  # type: ignore[method-assign]
     await eventually(lambda: presence_names(alice) == ["alice", "bob"])
     assert "node_returned" in reasons
+
+
+class _StalledPubSub(InMemoryPubSub):
+    """An in-memory pubsub whose publish() waits while ``flowing`` is clear (a slow broker)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flowing = asyncio.Event()
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        await self.flowing.wait()
+        await super().publish(topic, data)
+
+
+async def test_client_input_waits_instead_of_dropping_when_the_broker_lags() -> None:
+    bus = _StalledPubSub()
+    bus.flowing.set()
+    pond = PondSocket(pubsub=bus, cluster=ClusterOptions(outbox_size=20))
+    endpoint = pond.create_endpoint("/socket", lambda ctx: ctx.accept())
+    lobby = endpoint.create_channel("/room/:id", lambda ctx: ctx.accept())
+    lobby.on_message("all", lambda ctx: ctx.broadcast("all", ctx.payload))
+    conn = await TestClient(pond).connect("/socket")
+    await conn.join(ROOM)
+    await settle()
+    bus.flowing.clear()  # the broker stops taking messages
+    sender = asyncio.create_task(_send_many(conn, 40))
+    await asyncio.sleep(0.1)
+    assert not sender.done()  # the client is held back...
+    assert pond.cluster.stats.dropped == 0  # ...and nothing was lost
+    bus.flowing.set()
+    await asyncio.wait_for(sender, 5)
+    await eventually(lambda: pond.cluster.stats.published >= 40)
+    assert pond.cluster.stats.dropped == 0
+    assert len(conn.frames_for(ROOM, event="all")) == 40
+    await pond.shutdown(timeout=1)
+    await bus.close()
+
+
+async def _send_many(conn: TestConnection, count: int) -> None:
+    for i in range(count):
+        await conn.send(ROOM, "all", {"i": i})

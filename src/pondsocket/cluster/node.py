@@ -99,6 +99,8 @@ class ClusterNode:
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
+        self._room = asyncio.Event()
+        self._room.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat_sub: asyncio.Task[Subscription | None] | None = None
         self._started = False
@@ -139,6 +141,7 @@ class ClusterNode:
                 await self._drained.wait()
         except TimeoutError:
             log.warning("cluster node closed with %d unsent envelopes", len(self._outbox))
+        self._room.set()  # nobody waits for a queue that will not drain
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -324,6 +327,19 @@ class ClusterNode:
         )
         self._enqueue(self.topic_of(channel), envelope)
 
+    async def wait_for_room(self) -> None:
+        """Backpressure for client input: while the outgoing queue is more than half full
+        (the broker or this process is not keeping up), wait until it drains below a
+        quarter, so a flood slows its senders down (TCP) instead of losing envelopes."""
+        if len(self._outbox) * 2 < self.options.outbox_size or self._flusher_gone():
+            return
+        while len(self._outbox) * 4 >= self.options.outbox_size and not self._flusher_gone():
+            self._room.clear()
+            await self._room.wait()
+
+    def _flusher_gone(self) -> bool:
+        return self._closed or not self._tasks or self._tasks[0].done()
+
     def _enqueue(self, topic: str, envelope: Envelope) -> None:
         if self._closed:
             return
@@ -348,6 +364,8 @@ class ClusterNode:
     async def _flush_loop(self) -> None:
         while True:
             while self._outbox:
+                if len(self._outbox) * 4 < self.options.outbox_size:
+                    self._room.set()
                 topic, data = self._outbox.popleft()
                 try:
                     await self.pubsub.publish(topic, data)
@@ -358,6 +376,7 @@ class ClusterNode:
                     self.stats.publish_errors += 1
                     log.exception("publishing to %s failed", topic)
             self._drained.set()
+            self._room.set()
             self._wakeup.clear()
             await self._wakeup.wait()
 

@@ -58,6 +58,9 @@ class Relay(Protocol):
         self, channel: Channel, user_id: str, timeout: float | None
     ) -> User | None: ...
 
+    async def wait_for_room(self) -> None:
+        """Return when the cluster can take more traffic (backpressure for client input)."""
+
     def broadcast_elsewhere(
         self, endpoint_path: str, channel_name: str, event: str, payload: dict[str, Any]
     ) -> None: ...

@@ -112,6 +112,9 @@ class Session:
             else:
                 self._send_error(decoded)
             return
+        # Backpressure: a client flooding faster than the cluster can publish waits here
+        # (and TCP slows it down) instead of making the node drop envelopes.
+        await self._endpoint.relay.wait_for_room()
         if decoded.action == "JOIN_CHANNEL":
             await self._join(decoded)
         elif decoded.action == "BROADCAST":

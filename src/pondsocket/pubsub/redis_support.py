@@ -126,7 +126,7 @@ class Options:
     sharded: bool = False
     channel_prefix: str = ""
     max_message_size: int = MiB
-    publish_batch_size: int = 100
+    publish_batch_size: int = 1000
     outbox_size: int = 10_000
     publish_timeout: float = 5.0
     queue_size: int = 10_000
