@@ -403,3 +403,26 @@ async def test_client_input_waits_instead_of_dropping_when_the_broker_lags() -> 
 async def _send_many(conn: TestConnection, count: int) -> None:
     for i in range(count):
         await conn.send(ROOM, "all", {"i": i})
+
+
+async def test_no_backpressure_while_the_bus_is_down() -> None:
+    bus = _StalledPubSub()
+    bus.flowing.set()
+    pond = PondSocket(pubsub=bus, cluster=ClusterOptions(outbox_size=20))
+    endpoint = pond.create_endpoint("/socket", lambda ctx: ctx.accept())
+    lobby = endpoint.create_channel("/room/:id", lambda ctx: ctx.accept())
+    lobby.on_message("all", lambda ctx: ctx.broadcast("all", ctx.payload))
+    conn = await TestClient(pond).connect("/socket")
+    await conn.join(ROOM)
+    await settle()
+    bus.flowing.clear()
+    sender = asyncio.create_task(_send_many(conn, 40))
+    await asyncio.sleep(0.05)
+    assert not sender.done()
+    bus._notify(BusState.DISCONNECTED)  # the broker is gone: local delivery goes on
+    await asyncio.wait_for(sender, 5)
+    assert len(conn.frames_for(ROOM, event="all")) == 40
+    assert pond.cluster.stats.dropped > 0  # counted; peers resync after the outage
+    bus.flowing.set()
+    await pond.shutdown(timeout=1)
+    await bus.close()

@@ -101,6 +101,7 @@ class ClusterNode:
         self._drained.set()
         self._room = asyncio.Event()
         self._room.set()
+        self._bus_down = False
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat_sub: asyncio.Task[Subscription | None] | None = None
         self._started = False
@@ -312,8 +313,11 @@ class ClusterNode:
 
     def _bus_state_changed(self, state: BusState) -> None:
         if state is BusState.DISCONNECTED:
+            self._bus_down = True
+            self._room.set()  # release waiting clients: see _flusher_gone
             log.warning("cluster bus disconnected; channels will resync when it is back")
             return
+        self._bus_down = False
         self.stats.reconnects += 1
         self._send_heartbeat()
         for channel in list(self._channels.values()):
@@ -338,7 +342,9 @@ class ClusterNode:
             await self._room.wait()
 
     def _flusher_gone(self) -> bool:
-        return self._closed or not self._tasks or self._tasks[0].done()
+        # No backpressure while the bus is down either: local delivery must go on during
+        # a broker outage (what peers miss meanwhile is repaired by the resync after it).
+        return self._closed or self._bus_down or not self._tasks or self._tasks[0].done()
 
     def _enqueue(self, topic: str, envelope: Envelope) -> None:
         if self._closed:
