@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pondsocket.core.endpoint import Endpoint
     from pondsocket.core.server import PondSocket
     from pondsocket.core.session import Session
+    from pondsocket.transports.sse import SSETransport
 
 __all__ = ["ASGIApp", "ASGIApplication", "Message", "Receive", "Scope", "Send"]
 
@@ -90,8 +91,9 @@ class ASGIApp:
     again until the peer goes away (its ping timeout closes the transport, which still
     waits for the unsent data to drain).
 
-    **HTTP.** Plain HTTP requests get 404 (426 on an endpoint path) unless
-    :attr:`http_app` is set: that is where an HTTP-based transport (SSE) plugs in.
+    **HTTP.** Plain HTTP requests on an endpoint path go to the SSE transport
+    (:attr:`sse`, see ``docs/sse.md``; other requests there get 426), others get 404;
+    :attr:`http_app`, when set, handles every HTTP request instead.
     """
 
     def __init__(self, pond: PondSocket, *, close_timeout: float = 10.0) -> None:
@@ -102,6 +104,10 @@ class ASGIApp:
         """Handles every ``http`` scope when set (the seam for an SSE transport)."""
         self._texts = _TextCache()
         self._drops = _DropLog()
+        from pondsocket.transports.sse import SSETransport  # imports this module
+
+        self.sse: SSETransport = SSETransport(self)
+        """The SSE transport on endpoint paths (``sse.cors_origin`` enables CORS)."""
 
     def __repr__(self) -> str:
         return f"<ASGIApp endpoints={[e.path for e in self.pond.endpoints]}>"
@@ -165,8 +171,7 @@ class ASGIApp:
             await self.http_app(scope, receive, send)
             return
         if self.pond.match(endpoint_path(scope)) is not None:
-            headers = [(b"upgrade", b"websocket"), (b"connection", b"Upgrade")]
-            await _respond(send, 426, b"Upgrade Required", headers)
+            await self.sse(scope, receive, send)
         else:
             await _respond(send, 404, b"Not Found")
 
