@@ -316,6 +316,7 @@ class _Connection:
                 for frame in batch:
                     # ASGI wants str for text frames.
                     await self._send({"type": "websocket.send", "text": texts.decode(frame)})
+                del batch, frame  # an idle connection must not keep its last frames alive
             if self._close_frame is not None:
                 code, reason = _close_args(*self._close_frame)
                 await self._send({"type": "websocket.close", "code": code, "reason": reason})

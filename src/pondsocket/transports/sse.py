@@ -237,6 +237,7 @@ class _Stream(_Connection):
                 if not batch:
                     break
                 await self._write(b"".join(b"data: " + frame + b"\n\n" for frame in batch))
+                del batch  # an idle stream must not keep its last frames alive
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
         except Exception:
             log.info("connection %s: writing the stream failed", self.id, exc_info=True)
