@@ -39,6 +39,7 @@ from pondsocket.core.request import ConnectionRequest
 from pondsocket.core.server import PondSocket
 from pondsocket.core.session import Session
 from pondsocket.errors import UsageError
+from pondsocket.transports.keepalive import keepalive_loop
 from pondsocket.wire.codec import encode_frame, new_request_id
 from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
 
@@ -109,6 +110,15 @@ class WebSocketOutlet:
         except Exception as exc:  # the transport is going away: recv() will end the session
             log.debug("connection %s: write failed: %r", self._id, exc)
             self._closing = True
+
+    async def ping(self) -> asyncio.Future[float] | None:
+        """Send a keep-alive ping; the future completes on the pong (``None``: closing)."""
+        if self._closing or self._protocol.state is not OPEN:
+            return None
+        try:
+            return asyncio.ensure_future(await self._connection.ping())
+        except ConnectionClosed:
+            return None
 
     def close(self, code: int, reason: str) -> None:
         if self._closing:
@@ -199,8 +209,9 @@ class StandaloneServer:
         self._ws_kwargs: dict[str, Any] = {
             # Above this websockets closes with 1009; Session answers 413 below it.
             "max_size": options.transport_frame_limit,
-            "ping_interval": options.ping_interval,
-            "ping_timeout": options.ping_timeout,
+            # Keep-alive is one sweep for the server (transports/keepalive.py), not a task
+            # per connection; passing ping_interval here brings websockets' own back.
+            "ping_interval": None,
             # permessage-deflate costs 2-3x CPU per delivery; opt in with compression=.
             "compression": None,
             "write_limit": _NO_WRITE_PAUSE,
@@ -211,7 +222,8 @@ class StandaloneServer:
         self._accepted: weakref.WeakKeyDictionary[
             ServerConnection, tuple[ConnectionContext, Endpoint]
         ] = weakref.WeakKeyDictionary()
-        self._heartbeat: asyncio.Task[None] | None = None
+        self._keepalive = None if "ping_interval" in ws_kwargs else options.ping_interval
+        self._timers: list[asyncio.Task[None]] = []
         self._closed = False
 
     @property
@@ -233,9 +245,14 @@ class StandaloneServer:
             process_request=self._process_request,
             **self._ws_kwargs,
         )
-        interval = self._pond.options.app_heartbeat_interval
-        if interval is not None:
-            self._heartbeat = asyncio.create_task(self._heartbeat_loop(interval))
+        options = self._pond.options
+        if options.app_heartbeat_interval is not None:
+            self._timers.append(
+                asyncio.create_task(self._heartbeat_loop(options.app_heartbeat_interval))
+            )
+        if self._keepalive is not None:
+            keepalive = keepalive_loop(lambda: self._outlets, self._keepalive, options.ping_timeout)
+            self._timers.append(asyncio.create_task(keepalive))
         return self.port
 
     async def wait_closed(self) -> None:
@@ -249,10 +266,11 @@ class StandaloneServer:
         if self._closed:
             return
         self._closed = True
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.wait([self._heartbeat])
-            self._heartbeat = None
+        timers, self._timers = self._timers, []
+        for timer in timers:
+            timer.cancel()
+        if timers:
+            await asyncio.wait(timers)
         server = self._server
         if server is not None:
             # Closing through websockets first (rather than pond.shutdown() first) means
@@ -326,6 +344,7 @@ class StandaloneServer:
         outlet = WebSocketOutlet(connection, self._pond, connection_id)
         session = endpoint.open(ctx, outlet)  # sends the CONNECTION frame first
         del ctx, accepted  # nothing of the handshake is kept for the connection's life
+        _release_handshake(connection)
         self._outlets.add(outlet)
         try:
             await self._receive_loop(connection, session, outlet)
@@ -361,6 +380,16 @@ class StandaloneServer:
             )
             for outlet in list(self._outlets):
                 outlet.send(frame)
+
+
+def _release_handshake(connection: ServerConnection) -> None:
+    # websockets keeps the opening handshake for the connection's life (the request is
+    # also held by its frame parser, so dropping the reference would not free it). The
+    # session has what it needs; the headers (about 3 KiB) go now, since idle memory per
+    # connection is what bounds a node. websockets reads neither after the handshake.
+    if connection.request is not None:
+        connection.request.headers.clear()
+    connection.response = None
 
 
 def _is_upgrade(headers: Headers) -> bool:
