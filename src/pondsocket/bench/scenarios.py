@@ -300,6 +300,7 @@ async def _connect_storm(run: Run, transport: str) -> tuple[Child, int, dict[str
         {
             "connections": connected,
             "failed": sum(r["failed"] for r in ready),
+            "last_error": next((r["last_error"] for r in ready if r.get("last_error")), None),
             "loadgens": processes,
             "concurrency": s.concurrency,
             "presence": s.presence,

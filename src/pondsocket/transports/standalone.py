@@ -57,6 +57,7 @@ _RESERVED_KWARGS = frozenset({"handler", "process_request"})
 # bounds the buffer, so the high-water mark is set out of reach.
 _NO_WRITE_PAUSE = 2**31 - 1  # uvloop stores the limits in a C int
 _DROP_LOG_INTERVAL = 10.0
+_LISTEN_BACKLOG = 2048
 _MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125 (2 for the code)
 
 
@@ -215,6 +216,9 @@ class StandaloneServer:
             # permessage-deflate costs 2-3x CPU per delivery; opt in with compression=.
             "compression": None,
             "write_limit": _NO_WRITE_PAUSE,
+            # asyncio's default of 100 pending accepts drops SYNs under a reconnect storm
+            # (clients then wait 1 s, 3 s, ... to retry); uvicorn's default is the same.
+            "backlog": _LISTEN_BACKLOG,
             **ws_kwargs,
         }
         self._server: Server | None = None
