@@ -106,3 +106,17 @@ def test_protocol_error_frame_falls_back_to_endpoint_channel() -> None:
     assert frame["requestId"]
     assert frame["payload"]["status"] == 400
     assert frame["payload"]["error"] == {"message": "bad", "status": 400}
+
+
+def test_random_ids_are_version_4_uuids_and_unique() -> None:
+    import uuid
+
+    from pondsocket.wire.ids import random_hex, random_uuid
+
+    ids = [random_uuid() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+    tokens = {random_hex() for _ in range(1000)}
+    assert len(tokens) == 1000 and all(len(t) == 32 and int(t, 16) >= 0 for t in tokens)

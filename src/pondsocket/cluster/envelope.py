@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import enum
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from pondsocket.wire.ids import random_hex
 
 PROTOCOL = "pondsocket.distributed"
 VERSION = 1
@@ -50,7 +51,7 @@ class Envelope:
     endpoint_name: str
     channel_name: str
     fields: dict[str, Any] = field(default_factory=dict)
-    message_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    message_id: str = field(default_factory=random_hex)
     timestamp: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
 
     def encode(self) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
@@ -22,6 +21,7 @@ from pondsocket.core.user import Connection
 from pondsocket.errors import HandlerError, UsageError
 from pondsocket.routing import Route, compile_pattern
 from pondsocket.wire.codec import encode_frame, new_request_id
+from pondsocket.wire.ids import random_uuid
 from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_CONNECTION, ServerAction
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class Endpoint:
 
     async def handshake(self, request: ConnectionRequest, route: Route) -> ConnectionContext:
         """Run the connection handler; the returned context holds the decision."""
-        ctx = ConnectionContext(request, route, str(uuid.uuid4()))
+        ctx = ConnectionContext(request, route, random_uuid())
         try:
             await run_chain(ctx, self._middleware, self._handler)
         except HandlerError as exc:

@@ -7,7 +7,6 @@ be correlated by the client.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,7 @@ import msgspec
 import orjson
 
 from pondsocket.errors import PayloadError
+from pondsocket.wire.ids import random_uuid
 from pondsocket.wire.messages import (
     ENDPOINT_CHANNEL,
     EVENT_INVALID_MESSAGE,
@@ -43,7 +43,7 @@ class ApplicationPing:
 
 
 def new_request_id() -> str:
-    return str(uuid.uuid4())
+    return random_uuid()
 
 
 def decode_client_message(data: bytes | str) -> ClientMessage | DecodeError | ApplicationPing:
