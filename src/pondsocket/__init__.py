@@ -25,6 +25,7 @@ from pondsocket.errors import (
     UsageError,
 )
 from pondsocket.pubsub import InMemoryPubSub, PubSub
+from pondsocket.runtime import tune_gc
 
 __version__ = "0.1.0.dev0"
 
@@ -53,4 +54,5 @@ __all__ = [
     "UsageError",
     "User",
     "__version__",
+    "tune_gc",
 ]

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from pondsocket import PondSocket, UsageError, __version__
+from pondsocket import PondSocket, UsageError, __version__, tune_gc
 from pondsocket.pubsub.urls import BACKENDS, connect_url
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -82,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_seconds,
         metavar="SECONDS",
         help="seconds between WebSocket pings (0 disables them)",
+    )
+    common.add_argument(
+        "--no-gc-tuning",
+        dest="gc_tuning",
+        action="store_false",
+        help="keep CPython's garbage-collector defaults (see pondsocket.tune_gc)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
@@ -161,13 +167,15 @@ def _serve(args: argparse.Namespace) -> int:
     _apply_cluster(pond, args)
     if not args.asgi:
         _configure_logging(args.log_level)
-        pond.run(args.host, args.port)
+        pond.run(args.host, args.port, tune_gc=args.gc_tuning)
         return 0
     try:
         import uvicorn
     except ImportError:
         raise CLIError("--asgi needs uvicorn: install pondsocket[asgi]") from None
     _configure_logging(args.log_level)
+    if args.gc_tuning:
+        tune_gc()
     uvicorn.run(
         pond.asgi,
         host=args.host,
@@ -190,7 +198,12 @@ def _demo(args: argparse.Namespace) -> int:
         f"PondSocket demo chat: open http://{args.host}:{args.port}/ in two browser tabs",
         flush=True,
     )
-    pond.run(args.host, args.port, http_routes={"/": ("text/html; charset=utf-8", DEMO_PAGE)})
+    pond.run(
+        args.host,
+        args.port,
+        tune_gc=args.gc_tuning,
+        http_routes={"/": ("text/html; charset=utf-8", DEMO_PAGE)},
+    )
     return 0
 
 

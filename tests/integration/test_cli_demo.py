@@ -248,9 +248,11 @@ def test_serve_passes_host_port_and_options(app_dir: Path, runs: list[Any]) -> N
     argv = ["serve", "chatapp:factory", "--host", "0.0.0.0", "--port", "9001"]
     assert main([*argv, "--max-message-size", "2048", "--ping-interval", "0"]) == 0
     ((pond, host, port, kwargs),) = runs
-    assert (host, port, kwargs) == ("0.0.0.0", 9001, {})
+    assert (host, port, kwargs) == ("0.0.0.0", 9001, {"tune_gc": True})
     assert (pond.options.max_message_size, pond.options.ping_interval) == (2048, None)
     assert all(endpoint.options is pond.options for endpoint in pond.endpoints)
+    assert main(["serve", "chatapp:factory", "--no-gc-tuning"]) == 0
+    assert runs[1][3] == {"tune_gc": False}
 
 
 def test_demo_serves_the_page_at_the_root(
@@ -259,7 +261,10 @@ def test_demo_serves_the_page_at_the_root(
     assert main(["demo", "--port", "9002", "--ping-interval", "5"]) == 0
     ((pond, host, port, kwargs),) = runs
     assert (host, port, pond.options.ping_interval) == ("127.0.0.1", 9002, 5.0)
-    assert kwargs == {"http_routes": {"/": ("text/html; charset=utf-8", DEMO_PAGE)}}
+    assert kwargs == {
+        "tune_gc": True,
+        "http_routes": {"/": ("text/html; charset=utf-8", DEMO_PAGE)},
+    }
     assert capsys.readouterr().out == (
         "PondSocket demo chat: open http://127.0.0.1:9002/ in two browser tabs\n"
     )

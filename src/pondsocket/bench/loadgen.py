@@ -29,7 +29,7 @@ import os
 import sys
 from array import array
 from dataclasses import asdict, dataclass
-from time import monotonic, monotonic_ns
+from time import monotonic, monotonic_ns, process_time
 from typing import Any
 
 import orjson
@@ -251,13 +251,16 @@ async def run(config: LoadConfig) -> None:
     commands = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(commands), sys.stdin)
     stats = Stats()
+    cpu_before = process_time()
     clients, times, failures, elapsed = await open_connections(config, stats)
+    cpu_used = process_time() - cpu_before
     emit(
         "READY",
         {
             "connected": len(clients),
             "failed": failures,
             "seconds": round(elapsed, 4),
+            "cpu_s": round(cpu_used, 4),
             "join_hist": histogram(times),
             "last_error": stats.last_error,
             "pid": os.getpid(),

@@ -57,6 +57,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("seconds", "seconds"),
         ("joins_per_s", "joins/s"),
         ("server_us_per_join", "srv µs/join"),
+        ("loadgen_us_per_join", "loadgen µs/join"),
         ("join_p50_ms", "p50 ms"),
         ("join_p99_ms", "p99 ms"),
     ],

@@ -310,6 +310,7 @@ async def _connect_storm(run: Run, transport: str) -> tuple[Child, int, dict[str
             "join_p99_ms": latency["p99_ms"],
             "server_cpu_s": round(meter.used["server"], 3),
             "server_us_per_join": _per(meter.used["server"], connected),
+            "loadgen_us_per_join": _per(sum(r.get("cpu_s", 0.0) for r in ready), connected),
             "rss_before_mib": round(rss_before / 2**20, 1),
         },
     )

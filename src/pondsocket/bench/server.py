@@ -21,7 +21,14 @@ import signal
 import socket
 from collections.abc import Sequence
 
-from pondsocket import ConnectionContext, EventContext, JoinContext, PondOptions, PondSocket
+from pondsocket import (
+    ConnectionContext,
+    EventContext,
+    JoinContext,
+    PondOptions,
+    PondSocket,
+    tune_gc,
+)
 from pondsocket.bench.limits import die_with_parent, raise_open_file_limit
 from pondsocket.cluster.options import ClusterOptions
 
@@ -149,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.parent:
         die_with_parent(args.parent)
     raise_open_file_limit()
+    # As `pondsocket serve` runs a node; PONDSOCKET_BENCH_GC=default keeps CPython's GC.
+    if os.environ.get("PONDSOCKET_BENCH_GC", "tuned") != "default":
+        tune_gc()
     try:
         import uvloop
     except ImportError:

@@ -153,7 +153,10 @@ class PondSocket:
         await serve(self, host, port, **kwargs)
 
     def run(self, host: str = "127.0.0.1", port: int = 8080, **kwargs: Any) -> None:
-        """Blocking: run :meth:`serve` in a fresh event loop (uvloop when installed)."""
+        """Blocking: run :meth:`serve` in a fresh event loop (uvloop when installed).
+
+        Tunes the process's garbage collector for a server (:func:`pondsocket.tune_gc`);
+        ``tune_gc=False`` keeps CPython's defaults."""
         from pondsocket.transports.standalone import run
 
         run(self, host, port, **kwargs)

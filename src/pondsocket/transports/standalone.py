@@ -39,6 +39,7 @@ from pondsocket.core.request import ConnectionRequest
 from pondsocket.core.server import PondSocket
 from pondsocket.core.session import Session
 from pondsocket.errors import UsageError
+from pondsocket.runtime import tune_gc as tune_process_gc
 from pondsocket.transports.keepalive import keepalive_loop
 from pondsocket.wire.codec import encode_frame, new_request_id
 from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
@@ -465,11 +466,22 @@ async def serve(
         await server.aclose()
 
 
-def run(pond: PondSocket, host: str = "127.0.0.1", port: int = 8080, **kwargs: Any) -> None:
+def run(
+    pond: PondSocket,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    tune_gc: bool = True,
+    **kwargs: Any,
+) -> None:
     """Blocking: serve ``pond`` until SIGINT/SIGTERM, then shut down gracefully.
 
     Uses uvloop when it is installed (about 10-25% faster here), else asyncio's loop.
+    The process's garbage collector is tuned for a server (:func:`pondsocket.tune_gc`)
+    unless ``tune_gc`` is false.
     """
+    if tune_gc:
+        tune_process_gc()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
