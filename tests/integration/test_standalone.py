@@ -329,6 +329,42 @@ async def test_broadcast_variants_reach_exactly_the_right_clients(start: Start) 
         assert (frame["event"], frame["payload"]) == ("say", {"text": "end"})
 
 
+async def test_one_broadcast_reaches_compressed_and_plain_connections(start: Start) -> None:
+    # Plain connections share one framed copy of a broadcast; a connection that
+    # negotiated permessage-deflate gets its own compressed frame from websockets.
+    srv = await start(ws={"compression": "deflate"})
+    plain = await Client.connect(srv.url("plain"), compression=None)
+    packed = await Client.connect(srv.url("packed"), compression="deflate")
+    for client in (plain, packed):
+        srv.clients.append(client)
+        await client.expect(lambda f: f["event"] == "CONNECTION")
+    assert packed.ws.protocol.extensions and not plain.ws.protocol.extensions
+    await join_all("/chat/mixed", plain, packed)
+
+    text = "compressible " * 2000
+    for n in range(3):
+        await plain.send("/chat/mixed", "say", {"text": text, "n": n})
+    for client in (plain, packed):
+        got = [await client.expect(lambda f: f["event"] == "say") for _ in range(3)]
+        assert [(f["payload"]["n"], f["payload"]["text"]) for f in got] == [
+            (n, text) for n in range(3)
+        ]
+
+
+async def test_shared_frames_are_what_websockets_would_send() -> None:
+    from websockets.frames import Frame, Opcode
+
+    from pondsocket.transports.standalone import FrameCache
+
+    cache = FrameCache()
+    for size in (0, 125, 126, 65535, 65536, 70000):
+        payload = b"x" * size
+        framed = cache.frame(payload)
+        assert framed == Frame(Opcode.TEXT, payload).serialize(mask=False)
+        assert cache.frame(payload) is framed  # built once per payload object
+    assert cache.frame(b"y" * 10) != framed
+
+
 async def test_eviction(start: Start) -> None:
     srv = await start()
     alice, bob = await srv.client("alice"), await srv.client("bob")

@@ -28,6 +28,7 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ProtocolError
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 
@@ -62,6 +63,28 @@ _LISTEN_BACKLOG = 2048
 _MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125 (2 for the code)
 
 
+class FrameCache:
+    """The last payload, framed once as an unmasked TEXT frame.
+
+    A server's frames are not masked, so without an extension (compression) one message
+    is the same bytes on every connection. Fan-out hands the same payload object to each
+    recipient in turn, so one entry is enough: the frame is built once per broadcast
+    instead of once per delivery. Holding the payload keeps its identity unique.
+    """
+
+    __slots__ = ("_framed", "_payload")
+
+    def __init__(self) -> None:
+        self._payload: bytes | None = None
+        self._framed = b""
+
+    def frame(self, payload: bytes) -> bytes:
+        if payload is not self._payload:
+            self._framed = Frame(Opcode.TEXT, payload).serialize(mask=False)
+            self._payload = payload
+        return self._framed
+
+
 class WebSocketOutlet:
     """The core's write side of one connection: synchronous, ordered, bounded."""
 
@@ -71,6 +94,7 @@ class WebSocketOutlet:
         "_connection",
         "_drop",
         "_drops_unlogged",
+        "_frames",
         "_id",
         "_last_drop_log",
         "_limit",
@@ -79,10 +103,19 @@ class WebSocketOutlet:
         "_transport",
     )
 
-    def __init__(self, connection: ServerConnection, pond: PondSocket, connection_id: str):
+    def __init__(
+        self,
+        connection: ServerConnection,
+        pond: PondSocket,
+        connection_id: str,
+        frames: FrameCache | None = None,
+    ):
         self._connection = connection
         self._protocol = connection.protocol
         self._transport = connection.transport
+        # Shared frames only suit a connection without extensions (no per-connection
+        # compression state); the others frame each message through websockets.
+        self._frames = frames if not connection.protocol.extensions else None
         self._id = connection_id
         self._limit = pond.options.outbox_max_bytes
         self._drop = pond.options.overflow_policy is OverflowPolicy.DROP
@@ -103,12 +136,15 @@ class WebSocketOutlet:
             self._overflow(pending)
             return
         try:
-            # What websockets.broadcast() does for each connection: frame the bytes as a
-            # TEXT message in the sans-I/O protocol (no decode round-trip, no await), then
-            # flush the protocol's pending output to the transport. Same call order as any
-            # other write, so frames stay in order with pings and the close frame.
-            self._protocol.send_text(frame)
-            self._connection.send_data()
+            if self._frames is not None:
+                # websockets flushes its own frames (pongs, close) to the transport as it
+                # makes them, so a whole frame written here never splits one of them.
+                self._transport.write(self._frames.frame(frame))
+            else:
+                # What websockets.broadcast() does: frame the bytes as a TEXT message in
+                # the sans-I/O protocol (no await), then flush its output.
+                self._protocol.send_text(frame)
+                self._connection.send_data()
         except Exception as exc:  # the transport is going away: recv() will end the session
             log.debug("connection %s: write failed: %r", self._id, exc)
             self._closing = True
@@ -224,6 +260,7 @@ class StandaloneServer:
         }
         self._server: Server | None = None
         self._outlets: set[WebSocketOutlet] = set()
+        self._frames = FrameCache()
         self._accepted: weakref.WeakKeyDictionary[
             ServerConnection, tuple[ConnectionContext, Endpoint]
         ] = weakref.WeakKeyDictionary()
@@ -346,7 +383,7 @@ class StandaloneServer:
             return
         ctx, endpoint = accepted
         connection_id = ctx.connection_id
-        outlet = WebSocketOutlet(connection, self._pond, connection_id)
+        outlet = WebSocketOutlet(connection, self._pond, connection_id, self._frames)
         session = endpoint.open(ctx, outlet)  # sends the CONNECTION frame first
         del ctx, accepted  # nothing of the handshake is kept for the connection's life
         _release_handshake(connection)
