@@ -27,8 +27,6 @@ from pondsocket.wire.codec import encode_frame, new_request_id
 from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
 
 if TYPE_CHECKING:
-    from pondsocket.core.contexts import ConnectionContext
-    from pondsocket.core.endpoint import Endpoint
     from pondsocket.core.server import PondSocket
     from pondsocket.core.session import Session
     from pondsocket.transports.sse import SSETransport
@@ -162,7 +160,10 @@ class ASGIApp:
             await send({"type": "websocket.accept"})
         except OSError:
             return  # the client vanished during the handshake
-        await _Connection(self, receive, send).run(endpoint, ctx)
+        connection = _Connection(self, receive, send)
+        session = endpoint.open(ctx, connection)  # queues the CONNECTION frame first
+        del ctx  # nothing of the handshake is kept for the connection's life
+        await connection.run(session)
 
     # -- http and lifespan ---------------------------------------------------
 
@@ -200,6 +201,19 @@ class ASGIApp:
 class _Connection:
     """One accepted WebSocket: the core's :class:`~pondsocket.core.outlet.Outlet` and the
     tasks that move its frames."""
+
+    __slots__ = (
+        "_app",
+        "_close_frame",
+        "_ended",
+        "_heartbeat_interval",
+        "_metrics",
+        "_outbox",
+        "_policy",
+        "_receive",
+        "_send",
+        "id",
+    )
 
     def __init__(self, app: ASGIApp, receive: Receive, send: Send) -> None:
         options = app.pond.options
@@ -251,8 +265,7 @@ class _Connection:
 
     # -- lifecycle -----------------------------------------------------------
 
-    async def run(self, endpoint: Endpoint, ctx: ConnectionContext) -> None:
-        session = endpoint.open(ctx, self)  # queues the CONNECTION frame first
+    async def run(self, session: Session) -> None:
         self.id = session.connection_id
         writer = self._spawn(self._write_loop(), "writer")
         reader = self._spawn(self._read_loop(session), "reader")

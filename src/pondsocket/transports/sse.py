@@ -108,7 +108,7 @@ class SSETransport:
         stream = _Stream(app, receive, send)
         self._streams[ctx.connection_id] = stream
         try:
-            await stream.run(endpoint, ctx)
+            await stream.open(endpoint, ctx)
         finally:
             self._streams.pop(ctx.connection_id, None)
 
@@ -203,9 +203,12 @@ class _Stream(_Connection):
         self._inbound = asyncio.Lock()  # POSTed messages are handled one at a time
         self.endpoint_path = ""
 
-    async def run(self, endpoint: Endpoint, ctx: ConnectionContext) -> None:
+    async def open(self, endpoint: Endpoint, ctx: ConnectionContext) -> None:
+        """Open the session and run the stream until the client leaves."""
         self.endpoint_path = ctx.path
-        await super().run(endpoint, ctx)
+        session = endpoint.open(ctx, self)  # queues the CONNECTION frame first
+        del ctx
+        await self.run(session)
 
     async def receive(self, body: bytes) -> bool:
         """Handle one POSTed client message; False when the connection is closing."""
