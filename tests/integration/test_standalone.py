@@ -609,6 +609,21 @@ async def test_dead_peer_is_closed_and_leaves(start: Start) -> None:
     await watcher.expect(lambda f: f["requestId"] == request_id)
 
 
+async def test_websockets_own_keepalive_when_asked_for(start: Start) -> None:
+    # ping_interval passed to websockets brings back its per-connection keep-alive
+    # (the server's sweep is off: PondOptions.ping_interval is None here).
+    srv = await start(
+        ping_interval=None, ws={"ping_interval": 0.2, "ping_timeout": 0.3, "close_timeout": 0.5}
+    )
+    watcher = await srv.client("watcher")
+    await join_all("/chat/own", watcher)
+    dead = await srv.raw("dead")
+    await dead.join("/chat/own")
+    await watcher.expect(is_presence("JOIN", 2))
+    left = await watcher.expect(lambda f: f["action"] == "PRESENCE", timeout=TIMEOUT * 2)
+    assert (left["event"], left["payload"]["changed"]["id"]) == ("LEAVE", dead.connection_id)
+
+
 # -- lifecycle ---------------------------------------------------------------------------
 
 
