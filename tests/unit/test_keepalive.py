@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from pondsocket.transports.keepalive import keepalive_loop
 
 
 class Peer:
-    def __init__(self, *, answers: bool = True, closing: bool = False) -> None:
+    def __init__(self, *, answers: bool = True, closing: bool = False, broken: bool = False):
         self.answers = answers
         self.closing = closing
+        self.broken = broken
         self.pings = 0
         self.closed: tuple[int, str] | None = None
 
@@ -19,6 +22,8 @@ class Peer:
         if self.closing:
             return None
         self.pings += 1
+        if self.broken:
+            raise RuntimeError("transport gone wrong")
         pong: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         if self.answers:
             asyncio.get_running_loop().call_soon(pong.set_result, 0.0)
@@ -72,3 +77,14 @@ async def test_a_large_sweep_lets_other_work_run() -> None:
         other.cancel()
     # 2000 pings took several steps, and the other task ran between them.
     assert ticks_at_first_sweep >= 3
+
+
+async def test_a_failing_ping_does_not_stop_the_sweep(caplog: pytest.LogCaptureFixture) -> None:
+    broken, live = Peer(broken=True), Peer()
+    task = asyncio.create_task(keepalive_loop(lambda: [broken, live], 0.01, 0.05))
+    try:
+        await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+    assert broken.pings >= 2 and live.pings >= 2 and live.closed is None
+    assert "keep-alive ping failed" in caplog.text

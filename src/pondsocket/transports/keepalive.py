@@ -11,12 +11,15 @@ as websockets would do.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Collection
 from typing import Protocol
 
 from websockets.frames import CloseCode
 
 __all__ = ["Pingable", "keepalive_loop"]
+
+log = logging.getLogger("pondsocket.keepalive")
 
 # Pings are written synchronously; yielding to the loop every so often keeps a sweep over
 # tens of thousands of connections from stalling the traffic of the others.
@@ -40,7 +43,11 @@ async def keepalive_loop(
         await asyncio.sleep(interval)
         waiting: list[tuple[Pingable, asyncio.Future[float]]] = []
         for count, connection in enumerate(list(connections()), 1):
-            pong = await connection.ping()
+            try:
+                pong = await connection.ping()
+            except Exception:  # one connection's failure must not end everyone's keep-alive
+                log.exception("keep-alive ping failed")
+                continue
             if pong is not None and timeout is not None:
                 waiting.append((connection, pong))
             if count % _PINGS_PER_STEP == 0:
