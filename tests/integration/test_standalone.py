@@ -592,8 +592,23 @@ async def test_drop_policy_keeps_the_connection_and_counts(start: Start) -> None
     assert len(says(received)) + metrics.frames_dropped == total
 
 
-async def test_dead_peer_is_closed_and_leaves(start: Start) -> None:
-    srv = await start(ping_interval=0.2, ping_timeout=0.3, ws={"close_timeout": 0.5})
+@pytest.mark.parametrize(
+    ("options", "ws"),
+    [
+        # The server's keep-alive sweep (PondOptions.ping_interval).
+        ({"ping_interval": 0.2, "ping_timeout": 0.3}, {"close_timeout": 0.5}),
+        # ping_interval passed to websockets brings back its per-connection keep-alive.
+        (
+            {"ping_interval": None},
+            {"ping_interval": 0.2, "ping_timeout": 0.3, "close_timeout": 0.5},
+        ),
+    ],
+    ids=["sweep", "websockets"],
+)
+async def test_dead_peer_is_closed_and_leaves(
+    start: Start, options: dict[str, Any], ws: dict[str, Any]
+) -> None:
+    srv = await start(ws=ws, **options)
     watcher = await srv.client("watcher")
     await join_all("/chat/dead", watcher)
     # A raw socket that never reads again never answers the server's pings.
@@ -607,21 +622,6 @@ async def test_dead_peer_is_closed_and_leaves(start: Start) -> None:
     # The watcher answers pings (the websockets client does) and stays.
     request_id = await watcher.send("/chat/dead", "echo", {})
     await watcher.expect(lambda f: f["requestId"] == request_id)
-
-
-async def test_websockets_own_keepalive_when_asked_for(start: Start) -> None:
-    # ping_interval passed to websockets brings back its per-connection keep-alive
-    # (the server's sweep is off: PondOptions.ping_interval is None here).
-    srv = await start(
-        ping_interval=None, ws={"ping_interval": 0.2, "ping_timeout": 0.3, "close_timeout": 0.5}
-    )
-    watcher = await srv.client("watcher")
-    await join_all("/chat/own", watcher)
-    dead = await srv.raw("dead")
-    await dead.join("/chat/own")
-    await watcher.expect(is_presence("JOIN", 2))
-    left = await watcher.expect(lambda f: f["action"] == "PRESENCE", timeout=TIMEOUT * 2)
-    assert (left["event"], left["payload"]["changed"]["id"]) == ("LEAVE", dead.connection_id)
 
 
 # -- lifecycle ---------------------------------------------------------------------------
