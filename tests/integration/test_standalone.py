@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import struct
 import sys
@@ -592,18 +593,17 @@ async def test_drop_policy_keeps_the_connection_and_counts(start: Start) -> None
     assert len(says(received)) + metrics.frames_dropped == total
 
 
+# The server's keep-alive sweep (PondOptions.ping_interval).
+SWEEP_KEEPALIVE = ({"ping_interval": 0.2, "ping_timeout": 0.3}, {"close_timeout": 0.5})
+# ping_interval passed to websockets brings back its per-connection keep-alive.
+WEBSOCKETS_KEEPALIVE = (
+    {"ping_interval": None},
+    {"ping_interval": 0.2, "ping_timeout": 0.3, "close_timeout": 0.5},
+)
+
+
 @pytest.mark.parametrize(
-    ("options", "ws"),
-    [
-        # The server's keep-alive sweep (PondOptions.ping_interval).
-        ({"ping_interval": 0.2, "ping_timeout": 0.3}, {"close_timeout": 0.5}),
-        # ping_interval passed to websockets brings back its per-connection keep-alive.
-        (
-            {"ping_interval": None},
-            {"ping_interval": 0.2, "ping_timeout": 0.3, "close_timeout": 0.5},
-        ),
-    ],
-    ids=["sweep", "websockets"],
+    ("options", "ws"), [SWEEP_KEEPALIVE, WEBSOCKETS_KEEPALIVE], ids=["sweep", "websockets"]
 )
 async def test_dead_peer_is_closed_and_leaves(
     start: Start, options: dict[str, Any], ws: dict[str, Any]
@@ -673,9 +673,11 @@ async def test_shutdown_aborts_clients_that_never_close() -> None:
         test_frame_above_transport_limit_closes_1009,
         test_slow_consumer_is_closed_4008_and_others_get_everything,
         test_drop_policy_keeps_the_connection_and_counts,
-        test_dead_peer_is_closed_and_leaves,
+        functools.partial(
+            test_dead_peer_is_closed_and_leaves, options=SWEEP_KEEPALIVE[0], ws=SWEEP_KEEPALIVE[1]
+        ),
     ],
-    ids=lambda scenario: scenario.__name__.removeprefix("test_"),
+    ids=lambda scenario: getattr(scenario, "func", scenario).__name__.removeprefix("test_"),
 )
 async def test_on_uvloop(scenario: Callable[[Start], Awaitable[None]]) -> None:
     """``run()`` serves on uvloop, whose transports differ (write buffer limits, buffer
