@@ -291,6 +291,21 @@ def test_asgi_without_uvicorn_says_what_to_install(
     assert "install pondsocket[asgi]" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("flags", "tuned"), [([], 1), (["--no-gc-tuning"], 0)])
+def test_asgi_serve_tunes_gc_unless_told_not_to(
+    app_dir: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], tuned: int
+) -> None:
+    import uvicorn
+
+    import pondsocket.cli
+
+    calls: list[str] = []
+    monkeypatch.setattr(pondsocket.cli, "tune_gc", lambda: calls.append("tune_gc"))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append("uvicorn"))
+    assert main(["serve", "chatapp:pond", "--asgi", *flags]) == 0
+    assert calls == ["tune_gc"] * tuned + ["uvicorn"]
+
+
 # -- real processes ----------------------------------------------------------------
 
 
