@@ -22,9 +22,16 @@ FAST = ClusterOptions(
 
 
 class Node:
-    def __init__(self, broker: InMemoryBroker, node_id: str, options: ClusterOptions = FAST):
-        self.pubsub = InMemoryPubSub(broker)
-        self.pond = PondSocket(pubsub=self.pubsub, node_id=node_id, cluster=options)
+    def __init__(
+        self, broker: InMemoryBroker | None, node_id: str, options: ClusterOptions = FAST
+    ) -> None:
+        if broker is None:  # PondSocket's own default: a private in-memory bus
+            self.pond = PondSocket(node_id=node_id, cluster=options)
+            assert isinstance(self.pond.pubsub, InMemoryPubSub)
+            self.pubsub = self.pond.pubsub
+        else:
+            self.pubsub = InMemoryPubSub(broker)
+            self.pond = PondSocket(pubsub=self.pubsub, node_id=node_id, cluster=options)
         self.left: list[tuple[str, str]] = []
         endpoint = self.pond.create_endpoint("/socket", lambda ctx: ctx.accept())
         lobby = endpoint.create_channel("/room/:id", self.join)
@@ -119,6 +126,34 @@ async def test_presence_crosses_nodes_with_merged_lists(cluster: Callable[[str],
         "presence": [{"name": "alice"}],
     }
     assert a.channel.all_user_ids == [alice.id]
+
+
+async def test_a_lone_node_publishes_nothing_until_a_peer_shares_its_bus() -> None:
+    solo = Node(None, "solo")
+    peer: Node | None = None
+    try:
+        alice = await solo.client("alice")
+        await alice.send(ROOM, "all", {"n": 1})
+        await asyncio.sleep(0.15)  # three heartbeat intervals
+        # Nothing it publishes could reach anyone: nothing was encoded or sent.
+        assert solo.pubsub.alone() and solo.pond.cluster.stats.published == 0
+        assert alice.frames_for(ROOM, action="BROADCAST")[-1]["payload"] == {"n": 1}
+
+        # Another node attaches to the same bus: from now on the cluster works as usual.
+        peer = Node(solo.pubsub.broker, "peer")
+        assert not solo.pubsub.alone()
+        bob = await peer.client("bob")
+        await eventually(lambda: presence_names(bob) == ["alice", "bob"])
+        await eventually(lambda: presence_names(alice) == ["alice", "bob"])
+        await alice.send(ROOM, "all", {"n": 2})
+        await eventually(lambda: bool(bob.frames_for(ROOM, action="BROADCAST")))
+        assert bob.frames_for(ROOM, action="BROADCAST")[-1]["payload"] == {"n": 2}
+        assert solo.pond.cluster.stats.published > 0
+    finally:
+        for node in (solo, peer):
+            if node is not None:
+                await node.pond.shutdown(timeout=1)
+                await node.pubsub.close()
 
 
 async def test_broadcast_to_a_user_on_another_node(cluster: Callable[[str], Node]) -> None:

@@ -46,10 +46,16 @@ class PondSocket:
     ) -> None:
         self.options = options or PondOptions()
         self._owns_pubsub = pubsub is None
-        self.pubsub: PubSub = pubsub if pubsub is not None else InMemoryPubSub()
+        alone: Callable[[], bool] | None = None
+        if pubsub is None:  # a private bus: a single node until another pubsub attaches
+            own = InMemoryPubSub()
+            pubsub, alone = own, own.alone
+        self.pubsub: PubSub = pubsub
         self.metrics = Metrics()
         self._tasks = TaskSet()
-        self.cluster = ClusterNode(self.pubsub, self._tasks.spawn, node_id=node_id, options=cluster)
+        self.cluster = ClusterNode(
+            self.pubsub, self._tasks.spawn, node_id=node_id, options=cluster, alone=alone
+        )
         self._endpoints: list[Endpoint] = []
         self._startup_hooks: list[Hook] = []
         self._shutdown_hooks: list[Hook] = []

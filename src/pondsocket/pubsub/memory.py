@@ -34,6 +34,11 @@ class InMemoryBroker:
     def attach(self, client: InMemoryPubSub) -> None:
         self._clients.append(client)
 
+    @property
+    def attached(self) -> int:
+        """How many :class:`InMemoryPubSub` are attached."""
+        return len(self._clients)
+
     def detach(self, client: InMemoryPubSub) -> None:
         if client in self._clients:
             self._clients.remove(client)
@@ -60,6 +65,11 @@ class InMemoryPubSub(PubSub):
 
     def count_drop(self) -> None:
         self.dropped += 1
+
+    def alone(self) -> bool:
+        """True while no other :class:`InMemoryPubSub` is attached to this one's broker:
+        nothing published here can reach another node."""
+        return self.broker.attached == 1
 
     def _check_open(self) -> None:
         if self._closed:
