@@ -17,7 +17,6 @@ import collections
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ from pondsocket.cluster.tracking import NodeRegistry, RecentIds, SeqStatus, Sequ
 from pondsocket.core.relay import ALL_USERS, SENDER_CHANNEL, Recipients
 from pondsocket.core.user import User
 from pondsocket.pubsub.base import BusState, PubSub, PubSubClosedError, Subscription
+from pondsocket.wire.ids import random_hex
 
 if TYPE_CHECKING:
     from pondsocket.core.channel import Channel
@@ -83,7 +83,7 @@ class ClusterNode:
         # of a single PondSocket): then nothing is published. Encoding every change only
         # to decode and drop our own echo doubled the CPU of a broadcast into a small room.
         self._alone = alone
-        self.node_id = node_id or uuid.uuid4().hex[:12]
+        self.node_id = node_id or random_hex()[:12]
         self.options = options or ClusterOptions()
         self.layout = TopicLayout(self.options.prefix, self.options.namespace)
         self.stats = ClusterStats()
@@ -249,7 +249,7 @@ class ClusterNode:
         self, channel: Channel, user_id: str, timeout: float | None
     ) -> User | None:
         """Ask the node hosting ``user_id`` for its live data (``None`` if nobody answers)."""
-        request_id = uuid.uuid4().hex
+        request_id = random_hex()
         future: asyncio.Future[User | None] = asyncio.get_running_loop().create_future()
         self._pending_gets[request_id] = future
         fields = {"userId": user_id, "requestId": request_id, "fromNode": self.node_id}
@@ -271,7 +271,7 @@ class ClusterNode:
             "fromUserId": SENDER_CHANNEL,
             "event": event,
             "payload": payload,
-            "requestId": uuid.uuid4().hex,
+            "requestId": random_hex(),
             "recipientDescriptor": ALL_USERS,
         }
         name = endpoint_name(endpoint_path)
