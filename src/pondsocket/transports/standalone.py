@@ -254,7 +254,7 @@ class StandaloneServer:
             "compression": None,
             "write_limit": _NO_WRITE_PAUSE,
             # asyncio's default of 100 pending accepts drops SYNs under a reconnect storm
-            # (clients then wait 1 s, 3 s, ... to retry); uvicorn's default is the same.
+            # (clients then wait 1 s, 3 s, ... to retry); uvicorn listens with 2048 too.
             "backlog": _LISTEN_BACKLOG,
             **ws_kwargs,
         }
