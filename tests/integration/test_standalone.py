@@ -355,7 +355,7 @@ async def test_one_broadcast_reaches_compressed_and_plain_connections(start: Sta
 async def test_shared_frames_are_what_websockets_would_send() -> None:
     from websockets.frames import Frame, Opcode
 
-    from pondsocket.transports.standalone import FrameCache
+    from pondsocket.transports.batching import FrameCache
 
     cache = FrameCache()
     for size in (0, 125, 126, 65535, 65536, 70000):

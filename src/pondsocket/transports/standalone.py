@@ -28,7 +28,6 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed, ProtocolError
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import OPEN
 
@@ -41,6 +40,7 @@ from pondsocket.core.server import PondSocket
 from pondsocket.core.session import Session
 from pondsocket.errors import UsageError
 from pondsocket.runtime import tune_gc as tune_process_gc
+from pondsocket.transports.batching import FrameCache, WriteBatcher
 from pondsocket.transports.keepalive import keepalive_loop
 from pondsocket.wire.codec import encode_frame, new_request_id
 from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
@@ -63,33 +63,12 @@ _LISTEN_BACKLOG = 2048
 _MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125 (2 for the code)
 
 
-class FrameCache:
-    """The last payload, framed once as an unmasked TEXT frame.
-
-    A server's frames are not masked, so without an extension (compression) one message
-    is the same bytes on every connection. Fan-out hands the same payload object to each
-    recipient in turn, so one entry is enough: the frame is built once per broadcast
-    instead of once per delivery. Holding the payload keeps its identity unique.
-    """
-
-    __slots__ = ("_framed", "_payload")
-
-    def __init__(self) -> None:
-        self._payload: bytes | None = None
-        self._framed = b""
-
-    def frame(self, payload: bytes) -> bytes:
-        if payload is not self._payload:
-            self._framed = Frame(Opcode.TEXT, payload).serialize(mask=False)
-            self._payload = payload
-        return self._framed
-
-
 class WebSocketOutlet:
     """The core's write side of one connection: synchronous, ordered, bounded."""
 
     __slots__ = (
         "_abort_timer",
+        "_batcher",
         "_closing",
         "_connection",
         "_drop",
@@ -100,6 +79,8 @@ class WebSocketOutlet:
         "_limit",
         "_metrics",
         "_protocol",
+        "_queued",
+        "_queued_bytes",
         "_transport",
     )
 
@@ -109,6 +90,7 @@ class WebSocketOutlet:
         pond: PondSocket,
         connection_id: str,
         frames: FrameCache | None = None,
+        batcher: WriteBatcher | None = None,
     ):
         self._connection = connection
         self._protocol = connection.protocol
@@ -116,6 +98,9 @@ class WebSocketOutlet:
         # Shared frames only suit a connection without extensions (no per-connection
         # compression state); the others frame each message through websockets.
         self._frames = frames if not connection.protocol.extensions else None
+        self._batcher = batcher if self._frames is not None else None
+        self._queued: list[bytes] | None = None  # frames of this pass, not yet written
+        self._queued_bytes = 0
         self._id = connection_id
         self._limit = pond.options.outbox_max_bytes
         self._drop = pond.options.overflow_policy is OverflowPolicy.DROP
@@ -131,21 +116,41 @@ class WebSocketOutlet:
         # The bound is checked before writing, so the buffer never grows past the limit,
         # except for a single frame larger than the limit written to an empty buffer
         # (otherwise such a frame could never be delivered, even to a fast client).
-        pending = self._transport.get_write_buffer_size()
+        pending = self._transport.get_write_buffer_size() + self._queued_bytes
         if pending and pending + len(frame) > self._limit:
             self._overflow(pending)
             return
         try:
             if self._frames is not None:
-                # websockets flushes its own frames (pongs, close) to the transport as it
-                # makes them, so a whole frame written here never splits one of them.
-                self._transport.write(self._frames.frame(frame))
+                framed = self._frames.frame(frame)
+                if self._batcher is None:
+                    self._transport.write(framed)
+                elif self._queued is None:
+                    self._queued = [framed]
+                    self._queued_bytes = len(framed)
+                    self._batcher.defer(self.flush)
+                else:
+                    self._queued.append(framed)
+                    self._queued_bytes += len(framed)
             else:
                 # What websockets.broadcast() does: frame the bytes as a TEXT message in
                 # the sans-I/O protocol (no await), then flush its output.
                 self._protocol.send_text(frame)
                 self._connection.send_data()
         except Exception as exc:  # the transport is going away: recv() will end the session
+            log.debug("connection %s: write failed: %r", self._id, exc)
+            self._closing = True
+
+    def flush(self) -> None:
+        """Write the frames queued during this pass of the loop, in one write."""
+        queued, self._queued, self._queued_bytes = self._queued, None, 0
+        if not queued or self._protocol.state is not OPEN:
+            return  # websockets closed it meanwhile: no data may follow its close frame
+        try:
+            # websockets writes its own frames (pongs, close) to the transport as it makes
+            # them, so whole frames written here never split one of them.
+            self._transport.write(queued[0] if len(queued) == 1 else b"".join(queued))
+        except Exception as exc:
             log.debug("connection %s: write failed: %r", self._id, exc)
             self._closing = True
 
@@ -161,6 +166,7 @@ class WebSocketOutlet:
     def close(self, code: int, reason: str) -> None:
         if self._closing:
             return
+        self.flush()  # what was sent before closing goes before the close frame
         self._closing = True
         if self._protocol.state is OPEN:
             reason = reason.encode()[:_MAX_CLOSE_REASON].decode(errors="ignore")
@@ -185,11 +191,13 @@ class WebSocketOutlet:
     def abort(self) -> None:
         """Drop the TCP connection now, without a closing handshake."""
         self._closing = True
+        self._queued, self._queued_bytes = None, 0
         self._transport.abort()
 
     def detach(self) -> None:
         """The connection has ended: stop writing, cancel the pending abort."""
         self._closing = True
+        self._queued, self._queued_bytes = None, 0
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
@@ -261,6 +269,7 @@ class StandaloneServer:
         self._server: Server | None = None
         self._outlets: set[WebSocketOutlet] = set()
         self._frames = FrameCache()
+        self._batcher = WriteBatcher()
         self._accepted: weakref.WeakKeyDictionary[
             ServerConnection, tuple[ConnectionContext, Endpoint]
         ] = weakref.WeakKeyDictionary()
@@ -383,7 +392,7 @@ class StandaloneServer:
             return
         ctx, endpoint = accepted
         connection_id = ctx.connection_id
-        outlet = WebSocketOutlet(connection, self._pond, connection_id, self._frames)
+        outlet = WebSocketOutlet(connection, self._pond, connection_id, self._frames, self._batcher)
         session = endpoint.open(ctx, outlet)  # sends the CONNECTION frame first
         del ctx, accepted  # nothing of the handshake is kept for the connection's life
         _release_handshake(connection)
