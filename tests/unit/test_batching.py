@@ -100,3 +100,17 @@ async def test_batcher_runs_each_flush_once_per_pass() -> None:
     assert calls == ["a", "b", "c"]
     await asyncio.sleep(0)
     assert calls == ["a", "b", "c", "d"]
+
+
+async def test_a_failing_flush_does_not_strand_the_others(caplog: Any) -> None:
+    batcher = WriteBatcher()
+    calls: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    batcher.defer(broken)
+    batcher.defer(lambda: calls.append("after"))
+    await asyncio.sleep(0)
+    assert calls == ["after"]
+    assert "flushing a connection's frames failed" in caplog.text

@@ -11,11 +11,14 @@ ends, the frames go, so a lone message is not delayed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from websockets.frames import Frame, Opcode
 
 __all__ = ["FrameCache", "WriteBatcher"]
+
+log = logging.getLogger("pondsocket.standalone")
 
 
 class FrameCache:
@@ -60,4 +63,7 @@ class WriteBatcher:
         self._scheduled = False
         pending, self._pending = self._pending, []
         for flush in pending:
-            flush()
+            try:
+                flush()
+            except Exception:  # one connection's failure must not strand the others' frames
+                log.exception("flushing a connection's frames failed")
