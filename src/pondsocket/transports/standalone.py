@@ -6,9 +6,10 @@ decline becomes a real HTTP status (PROTOCOL.md §1.3). picows is faster but its
 hook is synchronous.
 
 Outgoing frames bypass ``await connection.send()``: the core's fan-out calls
-:meth:`WebSocketOutlet.send` synchronously once per recipient, so each frame is written
-straight to the transport the way ``websockets.broadcast()`` does it, and the
-per-connection bound (``outbox_max_bytes``) is enforced on the transport's write buffer.
+:meth:`WebSocketOutlet.send` synchronously once per recipient; the frame is built once
+per broadcast and written to the transport at the end of the loop's pass, together with
+whatever else that connection got in the same pass (``batching.py``). The per-connection
+bound (``outbox_max_bytes``) covers those frames and the transport's write buffer.
 """
 
 from __future__ import annotations
