@@ -60,3 +60,22 @@ async def test_emulator_restart(emulator: Emulator) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_stopped_pull_ending_late_is_not_an_outage(emulator: Emulator) -> None:
+    # The client's pull thread can outlive the stop timeout; its end must not make the
+    # supervisor tear down the pull that replaced it (a spurious second outage).
+    url = f"gcppubsub://late-{uuid.uuid4().hex[:8]}?emulator={emulator.host}"
+    bus = await GooglePubSub.connect(url, health_check_interval=0.2)
+    states: list[BusState] = []
+    bus.add_state_listener(states.append)
+    try:
+        current = bus._pull
+        assert current is not None
+        bus._pull_ended(object())  # some earlier pull, long replaced
+        await asyncio.sleep(0.6)
+        assert states == [] and bus._pull is current and bus.connected
+        bus._pull_ended(current)  # the live pull ending is an outage
+        await wait_until(lambda: BusState.DISCONNECTED in states, "DISCONNECTED")
+    finally:
+        await bus.close()

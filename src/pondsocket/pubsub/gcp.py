@@ -189,7 +189,14 @@ class GooglePubSub(PubSub):
 
     def _on_pull_done(self, future: Any) -> None:
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._pull_failed.set)
+            self._loop.call_soon_threadsafe(self._pull_ended, future)
+
+    def _pull_ended(self, future: Any) -> None:
+        # A pull already stopped or replaced may end late (its thread outlives the stop
+        # timeout): that must not read as the current pull failing, or a healthy link
+        # would go through a second, spurious outage right after reconnecting.
+        if future is self._pull:
+            self._pull_failed.set()
 
     def _receive(self, topic: str | None, origin: str | None, seq: str | None, data: bytes) -> None:
         if self._closed or not topic:
