@@ -16,6 +16,13 @@ log = logging.getLogger("pondsocket.pubsub")
 DROP_LOG_INTERVAL = 1.0
 """At most one "dropped" log line per handler per interval: a line, not a flood."""
 
+YIELD_AFTER = 0.005
+"""Seconds a worker may run through its backlog before it lets the rest of the loop run.
+Handlers rarely await, so without this a node catching up on thousands of queued
+messages would starve everything else (its heartbeats, the tasks writing to clients)
+until the queue is empty; with it, the work of a few milliseconds still shares a pass
+of the loop, so the transports can write it out together."""
+
 
 class QueuedSubscription(Subscription):
     """One handler's subscription. ``offer`` never blocks: when the handler is
@@ -68,8 +75,17 @@ class QueuedSubscription(Subscription):
                 self._last_drop_log, self._dropped_unlogged = now, 0
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        since = loop.time()
         while True:
-            topic, data = await self._queue.get()
+            if self._queue.empty():
+                topic, data = await self._queue.get()
+                since = loop.time()
+            else:
+                topic, data = self._queue.get_nowait()
+                if loop.time() - since > YIELD_AFTER:
+                    await asyncio.sleep(0)
+                    since = loop.time()
             try:
                 await self._handler(topic, data)
             except Exception:
