@@ -119,8 +119,10 @@ class TestConnection:
         request_id = await self.send(channel, event, payload)
         return self._answer(request_id)
 
-    async def leave(self, channel: str) -> None:
-        await self.send_message("LEAVE_CHANNEL", channel, "LEAVE_CHANNEL")
+    async def leave(self, channel: str) -> Frame:
+        """Leave; returns the ``EXIT_ACKNOWLEDGE`` (or the error frame)."""
+        request_id = await self.send_message("LEAVE_CHANNEL", channel, "LEAVE_CHANNEL")
+        return self._answer(request_id)
 
     async def close(self) -> None:
         await self.session.close()

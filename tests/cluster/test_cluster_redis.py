@@ -174,7 +174,7 @@ async def test_evicting_a_user_on_another_node(cluster: Cluster) -> None:
     await alice.send("kick", {"id": bob.id, "reason": "bye"})
     notice = await bob.wait_event("kicked_out")
     assert notice["action"] == "SYSTEM"
-    assert notice["payload"] == {"message": "bye", "code": 403}
+    assert notice["payload"] == {"reason": "bye", "message": "bye", "code": 403}
     for client in (alice, dave, carol):
         kicked = await client.wait_event("kicked")
         assert kicked["payload"] == {"userId": bob.id, "reason": "bye"}

@@ -352,7 +352,7 @@ async def test_declined_join(harness: Harness) -> None:
     await harness.start()
     alice = await harness.connect("alice")
     request_id, refusal = await alice.join("/chat/secret")
-    assert (refusal["action"], refusal["event"]) == ("ERROR", "UNAUTHORIZED")
+    assert (refusal["action"], refusal["event"]) == ("SYSTEM", "UNAUTHORIZED")
     assert (refusal["channelName"], refusal["requestId"]) == ("/chat/secret", request_id)
     assert refusal["payload"]["status"] == 403
 
@@ -407,7 +407,7 @@ async def test_eviction(harness: Harness) -> None:
     notice, kicked = await bob.recv(), await bob.recv()
     assert (notice["event"], notice["payload"]) == (
         "kicked_out",
-        {"message": "behave", "code": 403},
+        {"reason": "behave", "message": "behave", "code": 403},
     )
     assert (kicked["event"], kicked["payload"]) == (
         "kicked",

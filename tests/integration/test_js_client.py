@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from tests.integration.peer_app import LOBBY, TRANSPORTS, App, serve
 from tests.jsclient import (
     JSClientHarness,
     JSCommandError,
@@ -15,18 +16,10 @@ from tests.jsclient import (
     event_matches,
 )
 
-from pondsocket import (
-    ConnectionContext,
-    EventContext,
-    JoinContext,
-    LeaveContext,
-    PondOptions,
-    PondSocket,
-)
+from pondsocket import PondOptions
 from pondsocket.transports.standalone import StandaloneServer
 
 pytestmark = pytest.mark.js
-LOBBY = "/chat/lobby"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -34,74 +27,11 @@ def _js_client_installed() -> None:
     ensure_js_client_installed()
 
 
-class App:
-    """The application every test talks to, with what its leave handler saw."""
-
-    def __init__(self, options: PondOptions | None = None) -> None:
-        self.pond = PondSocket(options)
-        self.left: list[tuple[str, str]] = []
-        endpoint = self.pond.create_endpoint("/api/socket", self.authenticate)
-        lobby = endpoint.create_channel("/chat/:room", self.join)
-        lobby.on_message("echo", lambda ctx: ctx.reply("echo-response", ctx.payload))
-        lobby.on_message("say", lambda ctx: ctx.broadcast("message", ctx.payload))
-        lobby.on_message("whisper", self.whisper)
-        lobby.on_message("others", lambda ctx: ctx.broadcast_from("others", ctx.payload))
-        lobby.on_message("kick", lambda ctx: ctx.evict("misbehaving", ctx.payload["user"]))
-        lobby.on_message(
-            "away", lambda ctx: ctx.update_presence({**ctx.user.presence, "away": True})
-        )  # type: ignore[dict-item]
-        lobby.on_leave(self.on_leave)
-
-    @staticmethod
-    def authenticate(ctx: ConnectionContext) -> None:
-        if ctx.query.get("token") != "secret":
-            ctx.decline(401, "bad token")
-            return
-        ctx.accept({"name": ctx.query.get("name", "anon")})
-
-    @staticmethod
-    async def join(ctx: JoinContext) -> None:
-        if ctx.params["room"] == "secret":
-            ctx.decline(403, "members only")
-            return
-        ctx.accept()
-        ctx.track({"name": ctx.user.assigns["name"], "id": ctx.user.id})
-
-    @staticmethod
-    def whisper(ctx: EventContext) -> None:
-        ctx.broadcast_to("whisper", {"text": ctx.payload["text"]}, ctx.payload["to"])
-
-    def on_leave(self, ctx: LeaveContext) -> None:
-        self.left.append((ctx.user.assigns["name"], ctx.reason))
-
-
-@pytest.fixture(params=["standalone", "asgi"])
+@pytest.fixture(params=TRANSPORTS)
 async def app_url(request: pytest.FixtureRequest) -> AsyncIterator[tuple[App, str]]:
     app = App()
-    if request.param == "standalone":
-        server = StandaloneServer(app.pond, "127.0.0.1", 0)
-        port = await server.start()
-        try:
-            yield app, f"ws://127.0.0.1:{port}/api/socket"
-        finally:
-            await server.aclose()
-        return
-    import uvicorn
-
-    config = uvicorn.Config(
-        app.pond.asgi, host="127.0.0.1", port=0, lifespan="on", log_level="warning", log_config=None
-    )
-    uvicorn_server = uvicorn.Server(config)
-    task = asyncio.get_running_loop().create_task(uvicorn_server.serve())
-    async with asyncio.timeout(10):
-        while not uvicorn_server.started:
-            await asyncio.sleep(0.01)
-    port = uvicorn_server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield app, f"ws://127.0.0.1:{port}/api/socket"
-    finally:
-        uvicorn_server.should_exit = True
-        await asyncio.wait_for(task, 20)
+    async with serve(app, request.param) as url:
+        yield app, url
 
 
 @pytest.fixture
@@ -165,6 +95,10 @@ async def test_connect_join_presence_and_leave(
     assert leave["payload"]["name"] == "bob"
     assert [u["name"] for u in await users(js, "alice", 1)] == ["alice"]
     await _eventually(lambda: ("bob", "explicit_leave") in app.left)
+    # 0.0.32 ignores our EXIT_ACKNOWLEDGE: it validates and drops it, nothing breaks.
+    await js.command("send", client="alice", channel=LOBBY, event="say", payload={"ok": 1})
+    await js.wait_event(event_matches(type="message", client="alice", event="message"))
+    assert not js.events(type="fatal") and js.events(type="error") == []
 
 
 async def test_broadcast_variants(app_url: tuple[App, str], js: JSClientHarness) -> None:
@@ -249,6 +183,9 @@ async def test_declined_join_and_unknown_channel(
     assert unknown.value.payload["code"] == "CHANNEL_NOT_FOUND"
     assert unknown.value.payload["status"] == 404
     assert (await join(js, "a"))["state"] == "JOINED"  # the connection is fine
+    # SYSTEM/UNAUTHORIZED declines the channel; 0.0.32 reports no client error for it.
+    assert js.events(type="error", client="a") == []
+    assert not js.events(type="fatal")
 
 
 async def test_bad_token_is_refused_before_the_upgrade(

@@ -281,7 +281,7 @@ async def test_declined_join(start: Start) -> None:
     srv = await start()
     alice = await srv.client()
     refusal = await alice.join("/chat/secret")
-    assert (refusal["action"], refusal["event"]) == ("ERROR", "UNAUTHORIZED")
+    assert (refusal["action"], refusal["event"]) == ("SYSTEM", "UNAUTHORIZED")
     assert refusal["payload"]["status"] == 403
     assert refusal["payload"]["message"] == "Secret room"
 
@@ -374,7 +374,11 @@ async def test_eviction(start: Start) -> None:
     await alice.send("/chat/kick", "kick", {"user": bob.connection_id})
     notice = await bob.next()
     assert (notice["action"], notice["event"]) == ("SYSTEM", "kicked_out")
-    assert notice["payload"] == {"message": "kicked by test", "code": 403}
+    assert notice["payload"] == {
+        "reason": "kicked by test",
+        "message": "kicked by test",
+        "code": 403,
+    }
     for client in (bob, alice):
         frame = await client.next()
         assert frame["event"] == "kicked"

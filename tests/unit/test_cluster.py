@@ -11,6 +11,7 @@ import pytest
 
 from pondsocket import EventContext, JoinContext, PondSocket
 from pondsocket.cluster import ClusterOptions, Envelope, EnvelopeType, decode_envelope
+from pondsocket.cluster.tracking import NodeRegistry
 from pondsocket.pubsub import BusState, InMemoryPubSub
 from pondsocket.pubsub.memory import InMemoryBroker
 from pondsocket.testing import TestClient, TestConnection
@@ -262,11 +263,12 @@ async def test_sequence_gap_triggers_resync_and_drops_ghosts(
     await eventually(lambda: presence_names(alice) == ["alice", "bob"])
     resyncs: list[tuple[str, str]] = []
     a.pond.cluster.on_resync(lambda channel, reason: resyncs.append((channel, reason)))
-    # Lose b's USER_LEFT on the way to a: drop it from a's inbox, then b speaks again.
+    # Lose b's leave (PRESENCE_REMOVED, USER_LEFT) on the way to a, then b speaks again.
     real_dispatch = a.pubsub.dispatch
 
     def lossy(topic: str, data: bytes) -> None:
-        if decode_envelope(data).type is not EnvelopeType.USER_LEFT:
+        lost = (EnvelopeType.USER_LEFT, EnvelopeType.PRESENCE_REMOVED)
+        if decode_envelope(data).type not in lost:
             real_dispatch(topic, data)
 
     a.pubsub.dispatch = lossy  # type: ignore[method-assign]
@@ -335,25 +337,139 @@ async def test_server_side_broadcast_reaches_a_channel_with_no_local_members(
     await eventually(lambda: bool(bob.frames_for(ROOM, event="news")))
 
 
-async def test_upstream_peer_without_advertised_timeout_gets_90s() -> None:
+def _foreign(kind: EnvelopeType, node: Node, source: str, **fields: Any) -> bytes:
+    channel = "__heartbeat__" if kind is EnvelopeType.NODE_HEARTBEAT else ROOM
+    endpoint = "__heartbeat__" if kind is EnvelopeType.NODE_HEARTBEAT else "socket"
+    return Envelope(kind, source, endpoint, channel, fields).encode()
+
+
+async def test_a_peer_that_advertises_no_timeout_is_declared_dead_within_ours() -> None:
+    # JS nodes heartbeat with {nodeId} only; they used to get upstream's 90 s here.
     broker = InMemoryBroker()
     node = Node(broker, "a")
-    await node.client("alice")
+    alice = await node.client("alice")
     await settle()
-    upstream = InMemoryPubSub(broker)
-    heartbeat = Envelope(
-        EnvelopeType.NODE_HEARTBEAT,
-        "go-node",
-        "__heartbeat__",
-        "__heartbeat__",
-        {"nodeId": "go-node"},
+    js_node = InMemoryPubSub(broker)
+    cluster = node.pond.cluster
+    topic = cluster.topic_of(node.channel)
+    joined = _foreign(
+        EnvelopeType.USER_JOINED,
+        node,
+        "js-node",
+        userId="js-user",
+        presence={"name": "js"},
+        assigns={},
     )
-    await upstream.publish(node.pond.cluster.layout.heartbeat(), heartbeat.encode())
-    await eventually(lambda: "go-node" in node.pond.cluster.registry)
-    peer = node.pond.cluster.registry._peers["go-node"]
-    assert peer.timeout == 90.0
+    await js_node.publish(topic, joined)
+    for _ in range(4):  # a fast peer: every 0.05 s, well inside our 0.2 s
+        beat = _foreign(EnvelopeType.NODE_HEARTBEAT, node, "js-node", nodeId="js-node")
+        await js_node.publish(cluster.layout.heartbeat(), beat)
+        await asyncio.sleep(0.05)
+    await eventually(lambda: presence_names(alice) == ["alice", "js"])
+    assert cluster.registry.timeout_of("js-node") == FAST.heartbeat_timeout
+    # It dies (SIGKILL, or SIGTERM: JS publishes no USER_LEFT then).
+    await eventually(lambda: presence_names(alice) == ["alice"], timeout=2)
+    assert alice.frames_for(ROOM, action="PRESENCE")[-1]["event"] == "LEAVE"
+    assert cluster.stats.dead_nodes == 1
     await node.pond.shutdown(timeout=1)
-    await upstream.close()
+    await js_node.close()
+    await node.pubsub.close()
+
+
+def test_a_silent_peer_is_paced_by_its_own_heartbeats_never_below_our_timeout() -> None:
+    registry = NodeRegistry(default_timeout=90.0, own_timeout=7.5)
+    assert registry.heartbeat("slow", 0.0) is True
+    assert registry.timeout_of("slow") == 90.0  # one heartbeat says nothing of its pace
+    registry.heartbeat("slow", 30.0)  # upstream Python's default 30 s interval
+    assert registry.timeout_of("slow") == 90.0  # so it is not declared dead between beats
+    assert registry.expire(100.0) == []
+    registry.heartbeat("fast", 100.0)
+    registry.heartbeat("fast", 101.0)  # every second: our own timeout, never less
+    assert registry.timeout_of("fast") == 7.5
+    assert registry.expire(108.4) == []
+    assert registry.expire(108.6) == ["fast"]
+    registry.heartbeat("told", 0.0, timeout=3.0)
+    registry.heartbeat("told", 1.0, timeout=3.0)
+    assert registry.timeout_of("told") == 3.0  # an advertised timeout wins
+
+
+async def test_a_leaving_user_publishes_presence_removed_before_user_left() -> None:
+    # Upstream Python nodes drop a remote presence only on PRESENCE_REMOVED (Go sends both).
+    broker = InMemoryBroker()
+    a = Node(broker, "a")
+    seen: list[tuple[EnvelopeType, str | None]] = []
+    spy = InMemoryPubSub(broker)
+
+    async def record(topic: str, data: bytes) -> None:
+        envelope = decode_envelope(data)
+        seen.append((envelope.type, envelope.fields.get("userId")))
+
+    await spy.subscribe("pondsocket:.*", record)
+    tracked = await a.client("alice")
+    untracked = await a.client()
+    await settle()
+    seen.clear()
+    await tracked.leave(ROOM)
+    await untracked.close()
+    await settle()
+    removals = [
+        entry
+        for entry in seen
+        if entry[0] in (EnvelopeType.PRESENCE_REMOVED, EnvelopeType.USER_LEFT)
+    ]
+    assert removals == [
+        (EnvelopeType.PRESENCE_REMOVED, tracked.id),
+        (EnvelopeType.USER_LEFT, tracked.id),
+        (EnvelopeType.USER_LEFT, untracked.id),  # nothing to remove: no presence
+    ]
+    await a.pond.shutdown(timeout=1)
+    await spy.close()
+    await a.pubsub.close()
+
+
+async def test_an_eviction_relayed_by_a_js_node_gives_the_user_one_notice() -> None:
+    # A JS node evicting our user relays kicked_out to [U] and kicked to everyone (as
+    # USER_MESSAGEs, so BROADCAST here), then publishes EVICT_USER.
+    broker = InMemoryBroker()
+    node = Node(broker, "a")
+    victim = await node.client("victim")
+    other = await node.client("other")
+    await settle()
+    js_node = InMemoryPubSub(broker)
+    topic = node.pond.cluster.topic_of(node.channel)
+    notice = {"message": "spam", "code": 403}
+    kicked = {"userId": victim.id, "reason": "spam"}
+    for kind, fields in (
+        (
+            EnvelopeType.USER_MESSAGE,
+            {
+                "event": "kicked_out",
+                "payload": notice,
+                "recipientDescriptor": [victim.id],
+                "fromUserId": "CHANNEL",
+                "requestId": "r1",
+            },
+        ),
+        (
+            EnvelopeType.USER_MESSAGE,
+            {
+                "event": "kicked",
+                "payload": kicked,
+                "recipientDescriptor": "ALL_USERS",
+                "fromUserId": "CHANNEL",
+                "requestId": "r2",
+            },
+        ),
+        (EnvelopeType.EVICT_USER, {"userId": victim.id, "reason": "spam"}),
+    ):
+        await js_node.publish(topic, _foreign(kind, node, "js-node", **fields))
+    await eventually(lambda: (victim.id, "evicted:spam") in node.left)
+    assert len(victim.frames_for(ROOM, event="kicked_out")) == 1
+    assert len(victim.frames_for(ROOM, event="kicked")) == 1
+    assert len(other.frames_for(ROOM, event="kicked")) == 1
+    assert not node.channel.knows_user(victim.id)
+    await node.pond.shutdown(timeout=1)
+    await js_node.close()
     await node.pubsub.close()
 
 

@@ -120,3 +120,25 @@ def test_random_ids_are_version_4_uuids_and_unique() -> None:
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
     tokens = {random_hex() for _ in range(1000)}
     assert len(tokens) == 1000 and all(len(t) == 32 and int(t, 16) >= 0 for t in tokens)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"action":"BROADCAST","event":"\xff"}',
+        b'{"action":"BROADCAST","event":"/e","channelName":"/c","requestId":"r","payload":{"m":"\xc3("}}',
+        b'{"\xed\xa0\x80":1}',  # an encoded surrogate is not UTF-8 either
+        b"\xff\xfe{}",
+    ],
+)
+def test_invalid_utf8_is_reported_as_such_whatever_msgspec_raises(data: bytes) -> None:
+    # msgspec <= 0.22 raised UnicodeDecodeError here and 0.23 raises DecodeError.
+    result = decode_client_message(data)
+    assert isinstance(result, DecodeError)
+    assert result.code is ErrorCode.INVALID_UTF8
+
+
+def test_malformed_but_valid_utf8_is_not_called_invalid_utf8() -> None:
+    result = decode_client_message('{"action": "BROADCAST", "event": "é'.encode())
+    assert isinstance(result, DecodeError)
+    assert result.code is ErrorCode.INVALID_MESSAGE

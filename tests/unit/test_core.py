@@ -274,14 +274,15 @@ async def test_join_ack_is_first_channel_frame_and_echoes_request_id() -> None:
         ),
     ],
 )
-async def test_join_refusals_use_the_event_the_npm_client_understands(
+async def test_join_refusals_use_the_frame_both_published_clients_understand(
     channel: str, code: str, status: int, message: str
 ) -> None:
+    # npm 0.0.32 declines on event UNAUTHORIZED, PyPI 0.0.6 only on SYSTEM/UNAUTHORIZED.
     pond, _ = build()
     conn = await connect(pond, "alice")
     answer = await conn.join(channel)
     assert (answer["action"], answer["event"], answer["channelName"]) == (
-        "ERROR",
+        "SYSTEM",
         "UNAUTHORIZED",
         channel,
     )
@@ -458,7 +459,11 @@ async def test_presence_frames_carry_changed_and_full_list() -> None:
     update = a.frames_for(LOBBY, action="PRESENCE")[-1]
     assert update["event"] == "UPDATE"
     assert update["payload"]["changed"] == {"name": "bob", "status": "away"}
-    await b.leave(LOBBY)
+    b.take()
+    ack = await b.leave(LOBBY)
+    # Go and upstream Python acknowledge a leave; the PyPI client 0.0.6 and ported apps rely on it.
+    assert (ack["action"], ack["event"], ack["payload"]) == ("SYSTEM", "EXIT_ACKNOWLEDGE", {})
+    assert [f["event"] for f in b.take()] == ["EXIT_ACKNOWLEDGE"]  # and nothing else
     leave = a.frames_for(LOBBY, action="PRESENCE")[-1]
     assert leave["event"] == "LEAVE"
     assert leave["payload"] == {
@@ -551,8 +556,13 @@ async def test_eviction_notifies_and_stops_delivery() -> None:
     a.take()
     b.take()
     await a.send(LOBBY, "kick", {"user": b.id})
-    b_events = [(f["action"], f["event"]) for f in b.take()]
-    assert b_events == [("SYSTEM", "kicked_out"), ("SYSTEM", "kicked")]
+    b_frames = b.take()
+    assert [(f["action"], f["event"]) for f in b_frames] == [
+        ("SYSTEM", "kicked_out"),
+        ("SYSTEM", "kicked"),
+    ]
+    # Both notice shapes: JS {message, code}, Go and upstream Python {reason}.
+    assert b_frames[0]["payload"] == {"reason": "bye", "message": "bye", "code": 403}
     a_frames = a.take()
     assert [(f["action"], f["event"]) for f in a_frames] == [
         ("SYSTEM", "kicked"),

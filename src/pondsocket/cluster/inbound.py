@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pondsocket.cluster.envelope import Envelope, EnvelopeType
-from pondsocket.cluster.options import UPSTREAM_HEARTBEAT_INTERVAL
 from pondsocket.core.relay import ALL_EXCEPT_SENDER, ALL_USERS
 from pondsocket.core.user import User
 
@@ -26,12 +25,12 @@ def heartbeat(node: ClusterNode, envelope: Envelope) -> None:
     fields = envelope.fields
     node_id = _str(fields.get("nodeId")) or envelope.source_node_id
     timeout_ms, interval_ms = fields.get("heartbeatTimeoutMs"), fields.get("heartbeatIntervalMs")
+    timeout: float | None = None
     if isinstance(timeout_ms, int | float) and timeout_ms > 0:
         timeout = timeout_ms / 1000
     elif isinstance(interval_ms, int | float) and interval_ms > 0:
         timeout = 3 * interval_ms / 1000
-    else:  # an upstream peer: its 30 s interval, 90 s timeout
-        timeout = 3 * UPSTREAM_HEARTBEAT_INTERVAL
+    # else an upstream peer: the registry paces it by our own timeout and its heartbeats
     node.node_heartbeat(node_id, timeout, leaving=fields.get("leaving") is True)
 
 

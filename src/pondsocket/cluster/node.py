@@ -88,7 +88,7 @@ class ClusterNode:
         self.layout = TopicLayout(self.options.prefix, self.options.namespace)
         self.stats = ClusterStats()
         # Peers seen only through their users (upstream Go: per-channel ids) get upstream's.
-        self.registry = NodeRegistry(UPSTREAM_HEARTBEAT_TIMEOUT)
+        self.registry = NodeRegistry(UPSTREAM_HEARTBEAT_TIMEOUT, self.options.heartbeat_timeout)
         self._buried: collections.deque[str] = collections.deque(maxlen=1000)
         self._spawn = spawn
         self.clock = clock
@@ -417,7 +417,7 @@ class ClusterNode:
                 self._node_died(node_id)
             self._expire_resyncs(now)
 
-    def node_heartbeat(self, node_id: str, timeout: float, *, leaving: bool = False) -> None:
+    def node_heartbeat(self, node_id: str, timeout: float | None, *, leaving: bool = False) -> None:
         if leaving:  # a graceful shutdown: its users left already, it is not dead
             self.registry.forget(node_id)
             self._sequences.forget_source(node_id)

@@ -12,27 +12,42 @@ from dataclasses import dataclass
 class _Peer:
     last_seen: float
     timeout: float
+    last_heartbeat: float | None = None
 
 
 class NodeRegistry:
-    """Last-seen times of peer nodes; a node is dead once silent for its timeout."""
+    """Last-seen times of peer nodes; a node is dead once silent for its timeout.
 
-    def __init__(self, default_timeout: float) -> None:
+    A peer that advertises its timeout gets it. One that advertises none (JS and upstream
+    Python nodes send only ``nodeId``) gets ours, stretched to three of its observed
+    heartbeat gaps when it beats slower than that, so it is never declared dead between two
+    healthy heartbeats; until its second heartbeat shows its pace it gets ``default_timeout``.
+    """
+
+    def __init__(self, default_timeout: float, own_timeout: float | None = None) -> None:
         self.default_timeout = default_timeout
+        self.own_timeout = own_timeout if own_timeout is not None else default_timeout
         self._peers: dict[str, _Peer] = {}
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._peers
 
+    def timeout_of(self, node_id: str) -> float | None:
+        peer = self._peers.get(node_id)
+        return None if peer is None else peer.timeout
+
     def heartbeat(self, node_id: str, now: float, timeout: float | None = None) -> bool:
-        """Record a heartbeat; ``True`` if the node was not known before."""
+        """Record a heartbeat (``timeout``: what the peer advertised, if anything); ``True``
+        if the node was not known before."""
         peer = self._peers.get(node_id)
         if peer is None:
-            self._peers[node_id] = _Peer(now, timeout or self.default_timeout)
+            self._peers[node_id] = _Peer(now, timeout or self.default_timeout, now)
             return True
-        peer.last_seen = now
         if timeout is not None:
             peer.timeout = timeout
+        elif peer.last_heartbeat is not None:
+            peer.timeout = max(self.own_timeout, 3 * (now - peer.last_heartbeat))
+        peer.last_seen = peer.last_heartbeat = now
         return False
 
     def noticed(self, node_id: str, now: float) -> None:

@@ -74,6 +74,8 @@ class Channel:
         self._pending_joins = 0
         self._presence_timer: Cancellable | None = None
         self._pending_presence: PresenceChange | None = None
+        # Eviction notices a peer relayed to a local member ahead of its EVICT_USER.
+        self._relayed_notices: dict[str, frozenset[str]] = {}
         self.closed = False
 
     def __repr__(self) -> str:
@@ -194,6 +196,9 @@ class Channel:
         """Deliver a message another node sent to this channel's local members. A
         ``system`` message (a notice) is a ``SYSTEM`` frame past the outgoing handlers, as
         it would be on the node that sent it."""
+        options = self._host.options
+        if event in (options.eviction_notice_event, options.eviction_broadcast_event):
+            self._note_relayed_notice(event, payload, recipients)
         if recipients == ALL_USERS:
             members: list[Member] = list(self._members.values())
         elif recipients == ALL_EXCEPT_SENDER:
@@ -208,6 +213,22 @@ class Channel:
                 member.outlet.send(frame)
         else:
             self._deliver(ServerAction.BROADCAST, event, payload, members, request_id)
+
+    def _note_relayed_notice(
+        self, event: str, payload: dict[str, Any], recipients: Recipients
+    ) -> None:
+        """Remember that a peer's eviction notice reached a local member (see
+        :meth:`evicted_by_peer`). Kept only for members, dropped when they leave."""
+        user_id: object
+        if event == self._host.options.eviction_notice_event:
+            if not isinstance(recipients, list) or len(recipients) != 1:
+                return
+            user_id, kind = recipients[0], "notice"
+        else:
+            user_id, kind = payload.get("userId"), "kicked"
+        if isinstance(user_id, str) and user_id in self._members:
+            seen = self._relayed_notices.get(user_id, frozenset())
+            self._relayed_notices[user_id] = seen | {kind}
 
     def send_system(
         self, event: str, payload: dict[str, Any], user_ids: Iterable[str], request_id: str
@@ -372,9 +393,12 @@ class Channel:
             return
         member = self._member(user_id)
         del self._members[user_id]
+        self._relayed_notices.pop(user_id, None)
         member.connection.channels.pop(self.name, None)
         presence = self._presence.get(user_id)
-        self._untrack(user_id, announce=False)  # USER_LEFT implies it for every peer
+        # PRESENCE_REMOVED before USER_LEFT, as Go does: upstream Python nodes drop a remote
+        # presence only on PRESENCE_REMOVED; JS nodes then find it gone at USER_LEFT.
+        self._untrack(user_id, announce=True)
         self._host.relay.member_left(self, user_id)
         user = User(user_id, member.assigns, presence)
         for handler in self._lobby.leave_handlers:
@@ -408,16 +432,23 @@ class Channel:
         """Another node evicted ``user_id``: the user gets the notices a local eviction
         sends it (the channel's ``kicked`` reaches everyone else from the evicting node)."""
         if user_id in self._members:
-            self._kick_out(user_id, reason)
-            kicked = {"userId": user_id, "reason": reason}
-            event = self._host.options.eviction_broadcast_event
-            self.send_system(event, kicked, [user_id], new_request_id())
+            # A JS node relays its own notices to the user before EVICT_USER: send only what
+            # the user has not had yet, so one eviction is one notice.
+            relayed = self._relayed_notices.pop(user_id, frozenset())
+            if "notice" not in relayed:
+                self._kick_out(user_id, reason)
+            if "kicked" not in relayed:
+                kicked = {"userId": user_id, "reason": reason}
+                event = self._host.options.eviction_broadcast_event
+                self.send_system(event, kicked, [user_id], new_request_id())
             self.remove_user(user_id, f"evicted:{reason}")
         else:
             self.forget_remote(user_id)
 
     def _kick_out(self, user_id: str, reason: str) -> None:
-        notice = {"message": reason, "code": 403}
+        # Both notice shapes at once: JS sends {message, code}, Go and upstream Python
+        # {reason}, so an app ported from either keeps reading the field it knows.
+        notice = {"reason": reason, "message": reason, "code": 403}
         self.send_system(
             self._host.options.eviction_notice_event, notice, [user_id], new_request_id()
         )

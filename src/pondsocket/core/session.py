@@ -27,6 +27,7 @@ from pondsocket.wire.codec import (
 )
 from pondsocket.wire.messages import (
     EVENT_ACKNOWLEDGE,
+    EVENT_EXIT_ACKNOWLEDGE,
     EVENT_HANDLER_ERROR,
     EVENT_HANDLER_NOT_FOUND,
     EVENT_UNAUTHORIZED,
@@ -169,9 +170,10 @@ class Session:
         )
 
     def _refuse_join(self, msg: ClientMessage, code: ErrorCode, message: str, status: int) -> None:
-        # event UNAUTHORIZED: the only refusal the published npm client (0.0.32) understands.
+        # SYSTEM/UNAUTHORIZED is the one form both published clients decline on: npm 0.0.32
+        # looks only at the event, PyPI 0.0.6 only at SYSTEM + UNAUTHORIZED (PROTOCOL.md B).
         self._send(
-            ServerAction.ERROR, EVENT_UNAUTHORIZED, msg, error_payload(code, message, status)
+            ServerAction.SYSTEM, EVENT_UNAUTHORIZED, msg, error_payload(code, message, status)
         )
 
     def _event_error(self, msg: ClientMessage, event: str, message: str, status: int) -> None:
@@ -264,3 +266,5 @@ class Session:
             self._not_a_member(msg)
             return
         channel.remove_user(self.connection.id, "explicit_leave")
+        # Go and upstream Python acknowledge a leave; the PyPI client and ported apps expect it.
+        self._send(ServerAction.SYSTEM, EVENT_EXIT_ACKNOWLEDGE, msg, {})

@@ -20,9 +20,10 @@ import email.utils
 import http
 import logging
 import signal
+import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection
@@ -486,13 +487,18 @@ async def serve(
     *,
     ready: asyncio.Future[int] | None = None,
     http_routes: HttpRoutes | None = None,
+    handle_sigterm: bool = True,
     **ws_kwargs: Any,
 ) -> None:
-    """Serve ``pond`` until cancelled, then shut down gracefully.
+    """Serve ``pond`` until cancelled (or SIGTERM), then shut down gracefully.
 
     ``ready`` receives the bound port once listening (handy with ``port=0``);
     ``http_routes`` serves fixed pages to plain HTTP GETs; other keyword arguments go to
     ``websockets.asyncio.server.serve`` (e.g. ``compression="deflate"``, ``close_timeout``).
+
+    Run from the main thread of a process whose SIGTERM nobody handles yet, a SIGTERM
+    makes this return after the graceful shutdown instead of killing the process like a
+    crash (clients would see 1006, peers no leave); ``handle_sigterm=False`` opts out.
     """
     server = StandaloneServer(pond, host, port, http_routes=http_routes, **ws_kwargs)
     try:
@@ -507,10 +513,38 @@ async def serve(
     log.info("PondSocket listening on %s:%d", host, bound)
     if ready is not None and not ready.done():
         ready.set_result(bound)
+    stop = asyncio.Event()
+    uninstall = _stop_on_sigterm(stop) if handle_sigterm else None
+    closed = asyncio.ensure_future(server.wait_closed())
+    stopped = asyncio.ensure_future(stop.wait())
     try:
-        await server.wait_closed()
+        await asyncio.wait({closed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            log.info("SIGTERM: shutting down gracefully")
     finally:
+        closed.cancel()
+        stopped.cancel()
+        if uninstall is not None:
+            uninstall()
         await server.aclose()
+
+
+def _stop_on_sigterm(stop: asyncio.Event) -> Callable[[], None] | None:
+    """Set ``stop`` on SIGTERM if nobody handles that signal yet; returns the remover."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None  # the app (or pond.run(), or uvicorn) handles it
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    except (NotImplementedError, RuntimeError):  # e.g. Windows
+        return None
+
+    def uninstall() -> None:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+    return uninstall
 
 
 def run(

@@ -51,10 +51,12 @@ def decode_client_message(data: bytes | str) -> ClientMessage | DecodeError | Ap
         message = _decoder.decode(data)
     except msgspec.ValidationError as exc:
         return _salvage(data, f"Invalid message: {exc}")
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec <= 0.22 raises UnicodeDecodeError for bad UTF-8 and 0.23 a DecodeError, so
+        # the error path checks the bytes itself instead of trusting the exception type.
+        if not _is_utf8(data):
+            return DecodeError(ErrorCode.INVALID_UTF8, "Message is not valid UTF-8", 400)
         return DecodeError(ErrorCode.INVALID_MESSAGE, f"Malformed JSON: {exc}", 400)
-    except UnicodeDecodeError:
-        return DecodeError(ErrorCode.INVALID_UTF8, "Message is not valid UTF-8", 400)
     if not message.channelName or not message.requestId:
         return DecodeError(
             ErrorCode.INVALID_MESSAGE,
@@ -66,11 +68,24 @@ def decode_client_message(data: bytes | str) -> ClientMessage | DecodeError | Ap
     return message
 
 
+def _is_utf8(data: bytes | str) -> bool:
+    if isinstance(data, str):
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _salvage(data: bytes | str, reason: str) -> DecodeError | ApplicationPing:
     # Slow path, only for invalid messages: read what we can to correlate the error frame.
+    # msgspec skips unknown keys unchecked, so bad UTF-8 there surfaces only here.
     try:
         raw = orjson.loads(data)
     except (orjson.JSONDecodeError, UnicodeDecodeError):
+        if not _is_utf8(data):
+            return DecodeError(ErrorCode.INVALID_UTF8, "Message is not valid UTF-8", 400)
         raw = None
     if not isinstance(raw, dict):
         return DecodeError(

@@ -51,8 +51,10 @@ ENDPOINT_CHANNEL = "ENDPOINT"
 # Fixed event names of the protocol.
 EVENT_CONNECTION = "CONNECTION"
 EVENT_ACKNOWLEDGE = "ACKNOWLEDGE"
-# The published npm client (0.0.32) declines a join only on this event (PROTOCOL.md App. A).
+# Every join refusal is SYSTEM/UNAUTHORIZED: npm 0.0.32 declines on the event alone, the PyPI
+# client 0.0.6 only on a SYSTEM frame (PROTOCOL.md Appendix A and B).
 EVENT_UNAUTHORIZED = "UNAUTHORIZED"
+EVENT_EXIT_ACKNOWLEDGE = "EXIT_ACKNOWLEDGE"
 EVENT_INVALID_MESSAGE = "INVALID_MESSAGE"
 EVENT_HANDLER_NOT_FOUND = "HANDLER_NOT_FOUND"
 EVENT_HANDLER_ERROR = "HANDLER_ERROR"
