@@ -379,10 +379,12 @@ async def test_a_peer_that_advertises_no_timeout_is_declared_dead_within_ours() 
 def test_a_silent_peer_is_paced_by_its_own_heartbeats_never_below_our_timeout() -> None:
     registry = NodeRegistry(default_timeout=90.0, own_timeout=7.5)
     assert registry.heartbeat("slow", 0.0) is True
-    assert registry.timeout_of("slow") == 90.0  # one heartbeat says nothing of its pace
+    assert registry.timeout_of("slow") == 7.5  # ours until its pace is known
     registry.heartbeat("slow", 30.0)  # upstream Python's default 30 s interval
     assert registry.timeout_of("slow") == 90.0  # so it is not declared dead between beats
     assert registry.expire(100.0) == []
+    registry.noticed("go-channel", 100.0)  # known only from its users (Go's per-channel ids)
+    assert registry.timeout_of("go-channel") == 90.0
     registry.heartbeat("fast", 100.0)
     registry.heartbeat("fast", 101.0)  # every second: our own timeout, never less
     assert registry.timeout_of("fast") == 7.5

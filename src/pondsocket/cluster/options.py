@@ -22,7 +22,7 @@ class ClusterOptions:
     heartbeat_timeout: float = 7.5
     """Silence after which peers declare this node dead. Advertised in every heartbeat.
     Peers that advertise nothing (JS, upstream Python) get this too, or three of their
-    observed heartbeat gaps if they beat slower; 90 s until their second heartbeat."""
+    observed heartbeat gaps once they are seen to beat slower."""
     liveness_check_interval: float = 1.0
     resync_window: float = 3.0
     """After asking for a channel's state, remote users nobody confirmed within this many

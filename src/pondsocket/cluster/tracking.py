@@ -19,9 +19,10 @@ class NodeRegistry:
     """Last-seen times of peer nodes; a node is dead once silent for its timeout.
 
     A peer that advertises its timeout gets it. One that advertises none (JS and upstream
-    Python nodes send only ``nodeId``) gets ours, stretched to three of its observed
-    heartbeat gaps when it beats slower than that, so it is never declared dead between two
-    healthy heartbeats; until its second heartbeat shows its pace it gets ``default_timeout``.
+    Python nodes send only ``nodeId``) gets ours (``own_timeout``), as JS nodes give every
+    peer theirs, so its death is seen as soon as any other's; once two heartbeats show it
+    beats slower than that, three of its gaps, so it is not declared dead again between two
+    healthy heartbeats. A node known only from its users gets ``default_timeout``.
     """
 
     def __init__(self, default_timeout: float, own_timeout: float | None = None) -> None:
@@ -40,13 +41,13 @@ class NodeRegistry:
         """Record a heartbeat (``timeout``: what the peer advertised, if anything); ``True``
         if the node was not known before."""
         peer = self._peers.get(node_id)
+        if timeout is None:
+            gap = None if peer is None or peer.last_heartbeat is None else now - peer.last_heartbeat
+            timeout = self.own_timeout if gap is None else max(self.own_timeout, 3 * gap)
         if peer is None:
-            self._peers[node_id] = _Peer(now, timeout or self.default_timeout, now)
+            self._peers[node_id] = _Peer(now, timeout, now)
             return True
-        if timeout is not None:
-            peer.timeout = timeout
-        elif peer.last_heartbeat is not None:
-            peer.timeout = max(self.own_timeout, 3 * (now - peer.last_heartbeat))
+        peer.timeout = timeout
         peer.last_seen = peer.last_heartbeat = now
         return False
 
