@@ -1,10 +1,14 @@
-"""The application the real-client interop tests talk to (npm 0.0.32, PyPI 0.0.6), and
-the two transports it is served on: the standalone server and the ASGI app on uvicorn."""
+"""The application the real-client interop tests talk to (npm 0.0.32, PyPI 0.0.6), the two
+transports it is served on (the standalone server, the ASGI app on uvicorn), and the two
+deployments: one node, or two nodes sharing a namespace on the real Redis at
+127.0.0.1:6379 (clients then alternate between the nodes, so every check crosses them)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import uuid
 from collections.abc import AsyncIterator
 
 from pondsocket import (
@@ -15,17 +19,26 @@ from pondsocket import (
     PondOptions,
     PondSocket,
 )
+from pondsocket.cluster import ClusterOptions
+from pondsocket.pubsub import PubSub
 from pondsocket.transports.standalone import StandaloneServer
 
 LOBBY = "/chat/lobby"
 TRANSPORTS = ("standalone", "asgi")
+DEPLOYMENTS = [(t, n) for n in (1, 2) for t in TRANSPORTS]
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class App:
     """The application every test talks to, with what its leave handler saw."""
 
-    def __init__(self, options: PondOptions | None = None) -> None:
-        self.pond = PondSocket(options)
+    def __init__(
+        self,
+        options: PondOptions | None = None,
+        pubsub: PubSub | None = None,
+        cluster: ClusterOptions | None = None,
+    ) -> None:
+        self.pond = PondSocket(options, pubsub=pubsub, cluster=cluster)
         self.left: list[tuple[str, str]] = []
         endpoint = self.pond.create_endpoint("/api/socket", self.authenticate)
         lobby = endpoint.create_channel("/chat/:room", self.join)
@@ -89,3 +102,54 @@ async def serve(app: App, transport: str) -> AsyncIterator[str]:
     finally:
         uvicorn_server.should_exit = True
         await asyncio.wait_for(task, 20)
+
+
+class Deployment:
+    """The nodes of one test; each new client goes to the next node in turn."""
+
+    def __init__(self, apps: list[App], urls: list[str]) -> None:
+        self.apps, self.urls = apps, urls
+        self._turn = 0
+
+    def next_url(self) -> str:
+        url = self.urls[self._turn % len(self.urls)]
+        self._turn += 1
+        return url
+
+    @property
+    def left(self) -> list[tuple[str, str]]:
+        """What the leave handlers of every node saw."""
+        return [entry for app in self.apps for entry in app.left]
+
+    @property
+    def connections_open(self) -> int:
+        return sum(app.pond.metrics.connections_open for app in self.apps)
+
+
+@contextlib.asynccontextmanager
+async def deploy(transport: str, nodes: int) -> AsyncIterator[Deployment]:
+    """``nodes`` nodes of :class:`App` on ``transport`` (two: over the real Redis)."""
+    if nodes == 1:
+        app = App()
+        async with serve(app, transport) as url:
+            yield Deployment([app], [url])
+        return
+    from pondsocket.pubsub.redis import RedisPubSub
+
+    try:
+        pubsubs = [await RedisPubSub.connect(REDIS_URL) for _ in range(nodes)]
+    except Exception as exc:
+        if os.environ.get("CI"):
+            raise AssertionError(f"no Redis at {REDIS_URL} (CI: it must be there)") from exc
+        import pytest
+
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    cluster = ClusterOptions(namespace="interop" + uuid.uuid4().hex[:10])
+    apps = [App(pubsub=pubsub, cluster=cluster) for pubsub in pubsubs]
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            urls = [await stack.enter_async_context(serve(app, transport)) for app in apps]
+            yield Deployment(apps, urls)
+    finally:
+        for pubsub in pubsubs:
+            await pubsub.close()

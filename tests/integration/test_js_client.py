@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tests.integration.peer_app import LOBBY, TRANSPORTS, App, serve
+from tests.integration.peer_app import DEPLOYMENTS, LOBBY, App, Deployment, deploy
 from tests.jsclient import (
     JSClientHarness,
     JSCommandError,
@@ -27,11 +27,11 @@ def _js_client_installed() -> None:
     ensure_js_client_installed()
 
 
-@pytest.fixture(params=TRANSPORTS)
-async def app_url(request: pytest.FixtureRequest) -> AsyncIterator[tuple[App, str]]:
-    app = App()
-    async with serve(app, request.param) as url:
-        yield app, url
+@pytest.fixture(params=DEPLOYMENTS, ids=lambda d: f"{d[0]}-{d[1]}node")
+async def app_url(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Deployment, str]]:
+    transport, nodes = request.param
+    async with deploy(transport, nodes) as deployment:
+        yield deployment, deployment.urls[0]
 
 
 @pytest.fixture
@@ -43,7 +43,9 @@ async def js() -> AsyncIterator[JSClientHarness]:
         await harness.close()
 
 
-async def connect(js: JSClientHarness, url: str, name: str) -> None:
+async def connect(js: JSClientHarness, where: Deployment | str, name: str) -> None:
+    """Connect ``name`` to ``where`` (a deployment: its next node in turn)."""
+    url = where.next_url() if isinstance(where, Deployment) else where
     await js.command("connect", client=name, url=url, params={"token": "secret", "name": name})
 
 
@@ -62,13 +64,13 @@ async def users(js: JSClientHarness, name: str, count: int) -> list[dict[str, An
 
 
 async def test_connect_join_presence_and_leave(
-    app_url: tuple[App, str], js: JSClientHarness
+    app_url: tuple[Deployment, str], js: JSClientHarness
 ) -> None:
-    app, url = app_url
-    await connect(js, url, "alice")
+    app, _url = app_url
+    await connect(js, app, "alice")
     joined = await join(js, "alice")
     assert joined["state"] == "JOINED"
-    await connect(js, url, "bob")
+    await connect(js, app, "bob")
     await join(js, "bob")
     seen_by_alice = await users(js, "alice", 2)
     assert sorted(u["name"] for u in seen_by_alice) == ["alice", "bob"]
@@ -81,6 +83,7 @@ async def test_connect_join_presence_and_leave(
         )
     )
     assert join_event["channel"] == LOBBY
+    await users(js, "bob", 2)  # across nodes, alice reaches bob's list a moment later
     assert sorted(u["name"] for u in await js.command("presence", client="bob", channel=LOBBY)) == [
         "alice",
         "bob",
@@ -101,10 +104,10 @@ async def test_connect_join_presence_and_leave(
     assert not js.events(type="fatal") and js.events(type="error") == []
 
 
-async def test_broadcast_variants(app_url: tuple[App, str], js: JSClientHarness) -> None:
-    _, url = app_url
+async def test_broadcast_variants(app_url: tuple[Deployment, str], js: JSClientHarness) -> None:
+    app, _url = app_url
     for name in ("a", "b", "c"):
-        await connect(js, url, name)
+        await connect(js, app, name)
         await join(js, name)
     everyone = await users(js, "a", 3)
     ids = {u["name"]: u["id"] for u in everyone}
@@ -133,10 +136,10 @@ async def test_broadcast_variants(app_url: tuple[App, str], js: JSClientHarness)
 
 
 async def test_request_reply_and_unknown_event(
-    app_url: tuple[App, str], js: JSClientHarness
+    app_url: tuple[Deployment, str], js: JSClientHarness
 ) -> None:
-    _, url = app_url
-    await connect(js, url, "a")
+    app, _url = app_url
+    await connect(js, app, "a")
     await join(js, "a")
     reply = await js.command("request", client="a", channel=LOBBY, event="echo", payload={"n": 42})
     assert reply == {"n": 42}
@@ -147,10 +150,10 @@ async def test_request_reply_and_unknown_event(
     assert not js.events(type="fatal")
 
 
-async def test_eviction(app_url: tuple[App, str], js: JSClientHarness) -> None:
-    app, url = app_url
+async def test_eviction(app_url: tuple[Deployment, str], js: JSClientHarness) -> None:
+    app, _url = app_url
     for name in ("a", "b", "c"):
-        await connect(js, url, name)
+        await connect(js, app, name)
         await join(js, name)
     ids = {u["name"]: u["id"] for u in await users(js, "a", 3)}
     await js.command("send", client="a", channel=LOBBY, event="kick", payload={"user": ids["b"]})
@@ -166,10 +169,10 @@ async def test_eviction(app_url: tuple[App, str], js: JSClientHarness) -> None:
 
 
 async def test_declined_join_and_unknown_channel(
-    app_url: tuple[App, str], js: JSClientHarness
+    app_url: tuple[Deployment, str], js: JSClientHarness
 ) -> None:
-    _, url = app_url
-    await connect(js, url, "a")
+    app, _url = app_url
+    await connect(js, app, "a")
     with pytest.raises(JSCommandError) as declined:
         await join(js, "a", "/chat/secret")
     assert declined.value.code == "DECLINED"
@@ -189,9 +192,9 @@ async def test_declined_join_and_unknown_channel(
 
 
 async def test_bad_token_is_refused_before_the_upgrade(
-    app_url: tuple[App, str], js: JSClientHarness
+    app_url: tuple[Deployment, str], js: JSClientHarness
 ) -> None:
-    _, url = app_url
+    _app, url = app_url
     with pytest.raises(JSCommandError):
         await js.command(
             "connect", client="x", url=url, params={"token": "wrong"}, timeout_ms=3000, timeout=10
@@ -201,12 +204,12 @@ async def test_bad_token_is_refused_before_the_upgrade(
 
 
 async def test_dropped_socket_leaves_every_channel(
-    app_url: tuple[App, str], js: JSClientHarness
+    app_url: tuple[Deployment, str], js: JSClientHarness
 ) -> None:
-    app, url = app_url
-    await connect(js, url, "a")
+    app, _url = app_url
+    await connect(js, app, "a")
     await join(js, "a")
-    await connect(js, url, "b")
+    await connect(js, app, "b")
     await join(js, "b")
     await users(js, "a", 2)
     await js.command("drop", client="b", reconnect=False)
@@ -215,7 +218,7 @@ async def test_dropped_socket_leaves_every_channel(
     )
     assert leave["payload"]["name"] == "b"
     await _eventually(lambda: ("b", "connection_closed") in app.left)
-    assert app.pond.metrics.connections_open == 1
+    assert app.connections_open == 1
 
 
 async def _eventually(condition: Any, timeout: float = 5.0) -> None:

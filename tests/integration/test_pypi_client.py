@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 from pondsocket_client import ClientOptions, PondClient
 from pondsocket_common import ChannelState
-from tests.integration.peer_app import LOBBY, TRANSPORTS, App, serve
+from tests.integration.peer_app import DEPLOYMENTS, LOBBY, Deployment, deploy
 from websockets.exceptions import InvalidStatus
 
 
-@pytest.fixture(params=TRANSPORTS)
-async def app_url(request: pytest.FixtureRequest) -> AsyncIterator[tuple[App, str]]:
-    app = App()
-    async with serve(app, request.param) as url:
-        yield app, url
+@pytest.fixture(params=DEPLOYMENTS, ids=lambda d: f"{d[0]}-{d[1]}node")
+async def app_url(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Deployment, str]]:
+    transport, nodes = request.param
+    async with deploy(transport, nodes) as deployment:
+        yield deployment, deployment.urls[0]
 
 
 class Peer:
@@ -65,12 +65,12 @@ class Peer:
 
 
 @pytest.fixture
-async def peers(app_url: tuple[App, str]) -> AsyncIterator[Callable[[str], Peer]]:
-    _, url = app_url
+async def peers(app_url: tuple[Deployment, str]) -> AsyncIterator[Callable[[str], Peer]]:
+    deployment, _ = app_url
     made: list[Peer] = []
 
     def make(name: str) -> Peer:
-        peer = Peer(url, name)
+        peer = Peer(deployment.next_url(), name)
         made.append(peer)
         return peer
 
@@ -96,7 +96,7 @@ async def joined(make: Callable[[str], Peer], *names: str) -> list[Peer]:
 
 
 async def test_join_presence_lists_and_join_leave_events(
-    app_url: tuple[App, str], peers: Callable[[str], Peer]
+    app_url: tuple[Deployment, str], peers: Callable[[str], Peer]
 ) -> None:
     app, _ = app_url
     alice, bob = await joined(peers, "alice", "bob")
@@ -138,7 +138,7 @@ async def test_request_reply_and_unknown_event(peers: Callable[[str], Peer]) -> 
 
 
 async def test_eviction_notice_carries_reason_and_stops_delivery(
-    app_url: tuple[App, str], peers: Callable[[str], Peer]
+    app_url: tuple[Deployment, str], peers: Callable[[str], Peer]
 ) -> None:
     app, _ = app_url
     a, b, c = await joined(peers, "a", "b", "c")
@@ -168,7 +168,7 @@ async def test_declined_join_and_unknown_channel_are_declined(peers: Callable[[s
     assert not a.errors
 
 
-async def test_bad_token_is_refused_before_the_upgrade(app_url: tuple[App, str]) -> None:
+async def test_bad_token_is_refused_before_the_upgrade(app_url: tuple[Deployment, str]) -> None:
     _, url = app_url
     peer = Peer(url, "x", token="wrong")
     try:
@@ -182,7 +182,7 @@ async def test_bad_token_is_refused_before_the_upgrade(app_url: tuple[App, str])
 
 
 async def test_dropped_socket_leaves_every_channel(
-    app_url: tuple[App, str], peers: Callable[[str], Peer]
+    app_url: tuple[Deployment, str], peers: Callable[[str], Peer]
 ) -> None:
     app, _ = app_url
     a, b = await joined(peers, "a", "b")
@@ -192,4 +192,4 @@ async def test_dropped_socket_leaves_every_channel(
     socket.transport.abort()  # no close frame: the network went away
     await eventually(lambda: [p["name"] for p in a.leaves] == ["b"], timeout=10)
     await eventually(lambda: ("b", "connection_closed") in app.left)
-    await eventually(lambda: app.pond.metrics.connections_open == 1)
+    await eventually(lambda: app.connections_open == 1)

@@ -11,14 +11,14 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 # The README leaves check_token to the reader ("your code"): the snippet's test uses "abc".
-CHECK_TOKEN = '''
+CHECK_TOKEN = """
 from types import SimpleNamespace
 
 
 def check_token(token):
     return SimpleNamespace(id="u1", name="ann") if token == "abc" else None
 
-'''
+"""
 
 
 def test_readme_testclient_snippet_passes_under_plain_pytest(tmp_path: Path) -> None:
