@@ -299,6 +299,9 @@ async def test_declined_handshake_answers_http_401(harness: Harness) -> None:
         await harness.connect("mallory", token="wrong")
     assert caught.value.response.status_code == 401
     assert caught.value.response.body == b"invalid token"
+    # One Content-Length: uvicorn adds its own, and clients such as websockets 14 refuse a
+    # response that carries two.
+    assert len(caught.value.response.headers.get_all("Content-Length")) == 1
     assert app.pond.metrics.connections_declined == 1
 
 

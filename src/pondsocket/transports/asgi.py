@@ -395,13 +395,10 @@ async def _deny(scope: Scope, send: Send, status: int, message: str) -> None:
     try:
         if HTTP_RESPONSE_EXTENSION in (scope.get("extensions") or {}):
             body = message.encode()
-            await send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": status,
-                    "headers": [TEXT_PLAIN, (b"content-length", str(len(body)).encode())],
-                }
-            )
+            # No framing headers: uvicorn adds Content-Length and Content-Type itself, and
+            # 0.35-0.52 append ours to its own, a duplicate Content-Length that strict
+            # clients (websockets 14) refuse to parse.
+            await send({"type": "websocket.http.response.start", "status": status, "headers": []})
             await send({"type": "websocket.http.response.body", "body": body})
         else:
             # Without the extension ASGI can only refuse the upgrade with a close.
