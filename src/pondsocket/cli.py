@@ -84,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between WebSocket pings (0 disables them)",
     )
     common.add_argument(
+        "--allowed-origin",
+        dest="allowed_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="a web origin that may connect, e.g. https://app.example.com or "
+        "https://*.example.com (repeatable; '*' for any). Default: same origin only",
+    )
+    common.add_argument(
         "--no-gc-tuning",
         dest="gc_tuning",
         action="store_false",
@@ -311,6 +319,8 @@ def _apply_options(pond: PondSocket, args: argparse.Namespace) -> None:
             changes["max_frame_size"] = max(pond.options.max_frame_size, args.max_message_size)
     if args.ping_interval is not None:
         changes["ping_interval"] = args.ping_interval or None
+    if args.allowed_origins:
+        changes["allowed_origins"] = tuple(args.allowed_origins)
     if not changes:
         return
     try:

@@ -255,6 +255,17 @@ def test_serve_passes_host_port_and_options(app_dir: Path, runs: list[Any]) -> N
     assert runs[1][3] == {"tune_gc": False}
 
 
+def test_allowed_origins_from_the_command_line(
+    app_dir: Path, runs: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    origins = ["--allowed-origin", "https://app.example", "--allowed-origin", "https://*.b.example"]
+    assert main(["serve", "chatapp:factory", *origins]) == 0
+    pond = runs[0][0]
+    assert pond.options.allowed_origins == ("https://app.example", "https://*.b.example")
+    assert main(["serve", "chatapp:factory", "--allowed-origin", "app.example"]) == 2
+    assert "allowed_origins entry 'app.example' is not an origin" in capsys.readouterr().err
+
+
 def test_demo_serves_the_page_at_the_root(
     runs: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

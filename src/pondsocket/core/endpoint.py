@@ -13,7 +13,9 @@ from pondsocket.core.invoke import Middleware, run_chain
 from pondsocket.core.lobby import JoinHandler, Lobby
 from pondsocket.core.metrics import Metrics
 from pondsocket.core.options import PondOptions
+from pondsocket.core.origin import origin_policy
 from pondsocket.core.outlet import CloseCode, Outlet
+from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.relay import Relay
 from pondsocket.core.request import ConnectionRequest
 from pondsocket.core.tasks import TaskSet
@@ -52,6 +54,7 @@ class Endpoint:
         self._middleware = middleware
         self.options = options
         self.metrics = metrics
+        self._origin_refusals = RateLimitedLog(log)  # hostile pages may retry for ever
         self._tasks = tasks
         self.relay = relay
         self._lobbies: list[Lobby] = []
@@ -105,6 +108,21 @@ class Endpoint:
     async def handshake(self, request: ConnectionRequest, route: Route) -> ConnectionContext:
         """Run the connection handler; the returned context holds the decision."""
         ctx = ConnectionContext(request, route, random_uuid())
+        origin = request.headers.get("origin")
+        if not origin_policy(self.options.allowed_origins).allows(
+            origin, request.headers.get("host")
+        ):
+            # Before the app's handler: a page on another site must not even reach it.
+            ctx.decline(403, "Origin not allowed")
+            self.metrics.origin_refused += 1
+            self.metrics.connections_declined += 1
+            self._origin_refusals.warning(
+                "refused a handshake to %s from origin %r (HTTP 403): not allowed by "
+                "PondOptions.allowed_origins (default: same origin only)",
+                self.path,
+                origin,
+            )
+            return ctx
         try:
             await run_chain(ctx, self._middleware, self._handler)
         except HandlerError as exc:

@@ -9,6 +9,9 @@ from dataclasses import asdict, dataclass
 class Metrics:
     connections_accepted: int = 0
     connections_declined: int = 0
+    """Handshakes refused, for any reason (the connection handler, or the origin)."""
+    origin_refused: int = 0
+    """Handshakes refused because their ``Origin`` is not allowed (HTTP 403)."""
     connections_open: int = 0
     messages_received: int = 0
     protocol_errors: int = 0

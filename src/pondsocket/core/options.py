@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pondsocket.core.origin import validate_allowed_origins
 from pondsocket.errors import UsageError
 
 
@@ -52,8 +54,17 @@ class PondOptions:
     """Event sent to an evicted user (JS server name)."""
     eviction_broadcast_event: str = "kicked"
     """Event sent to the channel when a user is evicted (JS server name)."""
+    allowed_origins: Sequence[str] | None = None
+    """Web origins that may connect (WebSocket and SSE). ``None``: same origin only (the
+    ``Origin`` header's host and port must be the request's ``Host``); a list of origins
+    (``"https://app.example.com"``, ``"https://*.example.com"`` for subdomains, ``"null"``)
+    replaces that rule; ``["*"]`` allows any. Handshakes without ``Origin`` (non-browser
+    clients) always pass; a refused one gets HTTP 403 before the upgrade. See
+    :mod:`pondsocket.core.origin`."""
 
     def __post_init__(self) -> None:
+        # a tuple, so the options stay hashable and nobody mutates the list afterwards
+        object.__setattr__(self, "allowed_origins", validate_allowed_origins(self.allowed_origins))
         if self.max_message_size <= 0:
             raise UsageError("max_message_size must be positive")
         if self.max_frame_size is not None and self.max_frame_size < self.max_message_size:

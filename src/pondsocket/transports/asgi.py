@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from pondsocket.core.options import OverflowPolicy
 from pondsocket.core.outlet import CloseCode
+from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.request import ConnectionRequest
 from pondsocket.transports.outbox import Outbox
 from pondsocket.wire.codec import encode_frame, new_request_id
@@ -101,7 +100,7 @@ class ASGIApp:
         self.http_app: ASGIApplication | None = None
         """Handles every ``http`` scope when set (the seam for an SSE transport)."""
         self._texts = _TextCache()
-        self._drops = _DropLog()
+        self._drops = RateLimitedLog(log)
         from pondsocket.transports.sse import SSETransport  # imports this module
 
         self.sse: SSETransport = SSETransport(self)
@@ -242,7 +241,10 @@ class _Connection:
     def _overflow(self) -> None:
         if self._policy is OverflowPolicy.DROP:
             self._metrics.frames_dropped += 1
-            self._app._drops.note()
+            self._app._drops.warning(
+                "dropped outgoing frames for clients reading too slowly "
+                "(overflow policy 'drop'; total in metrics.frames_dropped)"
+            )
             return
         self._metrics.slow_consumer_closes += 1
         log.warning(
@@ -456,25 +458,3 @@ class _TextCache:
         self._entries[self._next] = (frame, text)
         self._next = (self._next + 1) % len(self._entries)
         return text
-
-
-class _DropLog:
-    """Frames dropped by the ``drop`` policy, logged at most once per ``interval``."""
-
-    __slots__ = ("_interval", "_last", "_pending")
-
-    def __init__(self, interval: float = 10.0) -> None:
-        self._interval = interval
-        self._pending = 0
-        self._last = -math.inf
-
-    def note(self) -> None:
-        self._pending += 1
-        now = time.monotonic()
-        if now - self._last >= self._interval:
-            log.warning(
-                "dropped %d outgoing frame(s) for clients reading too slowly "
-                "(overflow policy 'drop'; total in metrics.frames_dropped)",
-                self._pending,
-            )
-            self._pending, self._last = 0, now

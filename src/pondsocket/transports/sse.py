@@ -22,6 +22,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from pondsocket.core.origin import origin_policy
 from pondsocket.core.outlet import CloseCode
 from pondsocket.transports.asgi import (
     Receive,
@@ -117,6 +118,11 @@ class SSETransport:
     async def _message(
         self, scope: Scope, receive: Receive, send: Send, method: str, headers: dict[str, str]
     ) -> None:
+        policy = origin_policy(self._app.pond.options.allowed_origins)
+        if not policy.allows(headers.get("origin"), headers.get("host")):
+            self._app.pond.metrics.origin_refused += 1
+            await self._reply(send, 403, b"Origin not allowed")  # as for the stream itself
+            return
         connection_id = headers.get(CONNECTION_ID_HEADER, "").strip()
         if not connection_id:
             await self._reply(send, 400, b"X-Connection-ID header required")

@@ -21,7 +21,6 @@ import http
 import logging
 import signal
 import threading
-import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,6 +36,7 @@ from pondsocket.core.contexts import ConnectionContext
 from pondsocket.core.endpoint import Endpoint
 from pondsocket.core.options import OverflowPolicy
 from pondsocket.core.outlet import CloseCode
+from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.request import ConnectionRequest
 from pondsocket.core.server import PondSocket
 from pondsocket.core.session import Session
@@ -60,7 +60,8 @@ _RESERVED_KWARGS = frozenset({"handler", "process_request"})
 # (already bounded) buffer, which would hide a dead peer under the DROP policy. The outlet
 # bounds the buffer, so the high-water mark is set out of reach.
 _NO_WRITE_PAUSE = 2**31 - 1  # uvloop stores the limits in a C int
-_DROP_LOG_INTERVAL = 10.0
+# One line per 10 s for the whole server, however many slow clients drop frames.
+_drops = RateLimitedLog(log)
 _LISTEN_BACKLOG = 2048
 _MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125 (2 for the code)
 
@@ -74,10 +75,8 @@ class WebSocketOutlet:
         "_closing",
         "_connection",
         "_drop",
-        "_drops_unlogged",
         "_frames",
         "_id",
-        "_last_drop_log",
         "_limit",
         "_metrics",
         "_protocol",
@@ -109,8 +108,6 @@ class WebSocketOutlet:
         self._metrics = pond.metrics
         self._closing = False
         self._abort_timer: asyncio.TimerHandle | None = None
-        self._drops_unlogged = 0
-        self._last_drop_log = float("-inf")
 
     def send(self, frame: bytes) -> None:
         if self._closing or self._protocol.state is not OPEN:
@@ -207,17 +204,12 @@ class WebSocketOutlet:
     def _overflow(self, pending: int) -> None:
         if self._drop:
             self._metrics.frames_dropped += 1
-            self._drops_unlogged += 1
-            now = time.monotonic()
-            if now - self._last_drop_log >= _DROP_LOG_INTERVAL:
-                log.warning(
-                    "connection %s: outgoing queue full (%d bytes), dropped %d frame(s)",
-                    self._id,
-                    pending,
-                    self._drops_unlogged,
-                )
-                self._drops_unlogged = 0
-                self._last_drop_log = now
+            _drops.warning(
+                "connection %s: outgoing queue full (%d bytes), dropped a frame "
+                "(overflow policy 'drop'; total in metrics.frames_dropped)",
+                self._id,
+                pending,
+            )
             return
         self._metrics.slow_consumer_closes += 1
         log.warning(
