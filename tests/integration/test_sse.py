@@ -239,7 +239,9 @@ async def test_delete_ends_the_stream_and_leaves(harness: Harness) -> None:
     response = await harness.http.delete(alice.url, headers={"x-connection-id": alice.id})
     assert response.status_code == 204
     await alice.ended()
-    await eventually(lambda: app.leaves == [(LOBBY, alice.id, "connection_closed")], "leave")
+    await eventually(
+        lambda: [(c, r) for c, _, r in app.leaves] == [(LOBBY, "connection_closed")], "leave"
+    )
     text, _ = message("BROADCAST", LOBBY, "echo")
     assert (await alice.post(text)).status_code == 404
 
@@ -251,7 +253,9 @@ async def test_closing_the_stream_leaves_at_once(harness: Harness) -> None:
     await alice.joined(LOBBY)
     await bob.joined(LOBBY)
     await alice.close()
-    await eventually(lambda: app.leaves == [(LOBBY, alice.id, "connection_closed")], "leave")
+    await eventually(
+        lambda: [(c, r) for c, _, r in app.leaves] == [(LOBBY, "connection_closed")], "leave"
+    )
     leave = await bob.recv()
     while leave["action"] != "PRESENCE" or leave["event"] != "LEAVE":
         leave = await bob.recv()
@@ -278,3 +282,28 @@ async def test_cors_preflight_and_headers(harness: Harness) -> None:
     text, _ = message("BROADCAST", LOBBY, "echo")
     posted = await alice.post(text)
     assert posted.headers["access-control-allow-origin"] == "https://app.example"
+
+
+async def test_a_user_id_learnt_from_the_channel_cannot_drive_the_victims_stream(
+    harness: Harness,
+) -> None:
+    # The channel's `kicked` notice carries the evicted user's id; the stream's POSTs are
+    # authorised by a secret of its own, so that id is worth nothing to another member.
+    await harness.start()
+    victim = await harness.connect("victim")
+    mallory = await harness.connect("mallory")
+    await victim.joined(LOBBY)
+    await mallory.joined(LOBBY)
+    victim_user_id = next(iter(harness.app.endpoint.connection_ids))
+    assert victim.id != victim_user_id and len(victim.id) >= 40
+    await mallory.send("BROADCAST", LOBBY, "kick", {"user": victim_user_id})
+    kicked = await mallory.recv()
+    while kicked["event"] != "kicked":
+        kicked = await mallory.recv()
+    leaked = kicked["payload"]["userId"]
+    text, _ = message("JOIN_CHANNEL", "/chat/other", "JOIN_CHANNEL")
+    assert (await mallory.post(text, connection_id=leaked)).status_code == 404
+    assert (
+        await harness.http.delete(victim.url, headers={"x-connection-id": leaked})
+    ).status_code == 404
+    assert (await victim.post(text)).status_code == 202  # the victim's own secret works

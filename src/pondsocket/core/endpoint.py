@@ -141,8 +141,14 @@ class Endpoint:
             self.metrics.connections_declined += 1
         return ctx
 
-    def open(self, ctx: ConnectionContext, outlet: Outlet) -> Session:
-        """Register an accepted connection and send its CONNECTION frame (first, always)."""
+    def open(
+        self, ctx: ConnectionContext, outlet: Outlet, *, client_id: str | None = None
+    ) -> Session:
+        """Register an accepted connection and send its CONNECTION frame (first, always).
+
+        ``client_id`` is what the frame tells the client its connection id is, when that
+        must differ from the user id other members may learn (SSE: the secret that
+        authorises the stream's POSTs)."""
         from pondsocket.core.session import Session
 
         if not ctx.accepted:
@@ -157,7 +163,7 @@ class Endpoint:
                 EVENT_CONNECTION,
                 ENDPOINT_CHANNEL,
                 new_request_id(),
-                {"connectionId": connection.id},
+                {"connectionId": client_id or connection.id},
             )
         )
         for event, payload in ctx.replies:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from typing import TYPE_CHECKING
 
 from pondsocket.core.origin import origin_policy
@@ -94,12 +95,15 @@ class SSETransport:
         if not ctx.accepted:
             await self._reply(send, ctx.decline_status, ctx.decline_message.encode())
             return
+        # The POSTs' credential is a secret of the stream's own, never the user id: other
+        # members can learn a user id (the channel's `kicked` notice carries it).
+        secret = secrets.token_urlsafe(32)
         headers = [
             (b"content-type", b"text/event-stream"),
             (b"cache-control", b"no-cache"),
             (b"connection", b"keep-alive"),
             (b"x-accel-buffering", b"no"),
-            (b"x-connection-id", ctx.connection_id.encode()),
+            (b"x-connection-id", secret.encode()),
             *self._cors(),
         ]
         try:
@@ -107,11 +111,11 @@ class SSETransport:
         except OSError:
             return  # the client vanished during the handshake
         stream = _Stream(app, receive, send)
-        self._streams[ctx.connection_id] = stream
+        self._streams[secret] = stream
         try:
-            await stream.open(endpoint, ctx)
+            await stream.open(endpoint, ctx, secret)
         finally:
-            self._streams.pop(ctx.connection_id, None)
+            self._streams.pop(secret, None)
 
     # -- POST and DELETE -----------------------------------------------------
 
@@ -209,10 +213,11 @@ class _Stream(_Connection):
         self._inbound = asyncio.Lock()  # POSTed messages are handled one at a time
         self.endpoint_path = ""
 
-    async def open(self, endpoint: Endpoint, ctx: ConnectionContext) -> None:
-        """Open the session and run the stream until the client leaves."""
+    async def open(self, endpoint: Endpoint, ctx: ConnectionContext, secret: str) -> None:
+        """Open the session and run the stream until the client leaves; the CONNECTION
+        frame gives the client ``secret`` as its connection id, for its POSTs."""
         self.endpoint_path = ctx.path
-        session = endpoint.open(ctx, self)  # queues the CONNECTION frame first
+        session = endpoint.open(ctx, self, client_id=secret)  # the CONNECTION frame first
         del ctx
         await self.run(session)
 
