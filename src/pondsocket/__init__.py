@@ -22,6 +22,7 @@ from pondsocket.errors import (
     PayloadError,
     PondSocketError,
     PresenceError,
+    PresenceTooLargeError,
     UsageError,
 )
 from pondsocket.pubsub import InMemoryPubSub, PubSub
@@ -50,6 +51,7 @@ __all__ = [
     "PondSocket",
     "PondSocketError",
     "PresenceError",
+    "PresenceTooLargeError",
     "PubSub",
     "UsageError",
     "User",

@@ -6,6 +6,7 @@
     │   └── NotJoinedError                  a channel operation for a user who is not a member
     ├── PayloadError (also TypeError)       a payload/presence/assigns value is not a JSON object
     ├── PresenceError                       track/update/untrack in the wrong presence state
+    │   └── PresenceTooLargeError (also HandlerError, 413)  presence above max_presence_bytes
     └── HandlerError                        raised by applications to answer with a status code
 
 Errors that reach a client carry their wire status (``status``), like Starlette's
@@ -46,3 +47,16 @@ class HandlerError(PondSocketError):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+class PresenceTooLargeError(HandlerError, PresenceError):
+    """A presence encodes to more than ``PondOptions.max_presence_bytes``. Raised by
+    ``track``/``update_presence``; uncaught in a handler, the client gets a 413."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"presence of {size} bytes exceeds max_presence_bytes ({limit}): every member "
+            "receives the whole presence list on every change, so keep presence small",
+            413,
+        )
+        self.size, self.limit = size, limit

@@ -579,3 +579,23 @@ async def test_no_backpressure_while_the_bus_is_down() -> None:
     bus.flowing.set()
     await pond.shutdown(timeout=1)
     await bus.close()
+
+
+async def test_a_peers_presence_above_the_limit_is_not_spread_to_our_clients() -> None:
+    broker = InMemoryBroker()
+    node = Node(broker, "a")
+    alice = await node.client("alice")
+    await settle()
+    peer = InMemoryPubSub(broker)
+    topic = node.pond.cluster.topic_of(node.channel)
+    for user, presence in (("big", {"name": "x" * 5000}), ("small", {"name": "small"})):
+        joined = _foreign(
+            EnvelopeType.USER_JOINED, node, "peer", userId=user, presence=presence, assigns={}
+        )
+        await peer.publish(topic, joined)
+    await eventually(lambda: presence_names(alice) == ["alice", "small"])
+    assert node.channel.knows_user("big")  # a member still, only without the presence
+    assert "big" not in node.channel.get_presence()
+    await node.pond.shutdown(timeout=1)
+    await peer.close()
+    await node.pubsub.close()

@@ -20,6 +20,7 @@ from pondsocket import (
     PondOptions,
     PondSocket,
     PresenceError,
+    PresenceTooLargeError,
     UsageError,
 )
 from pondsocket.testing import ConnectionDeclined, TestClient, TestConnection
@@ -765,3 +766,35 @@ async def test_presence_coalescing_sends_one_frame_per_window_with_the_full_list
 def test_presence_coalesce_window_must_not_be_negative() -> None:
     with pytest.raises(UsageError):
         PondOptions(presence_coalesce_window=-1)
+
+
+# -- limits -----------------------------------------------------------------------
+
+
+async def test_a_presence_above_max_presence_bytes_is_refused_with_413() -> None:
+    pond, _ = build()  # default max_presence_bytes: 4 KiB
+    a = await connect(pond, "a")
+    b = await connect(pond, "b")
+    await a.join(LOBBY)
+    await b.join(LOBBY)
+    a.take()
+    answer = await b.request(LOBBY, "status", {"status": "x" * 5000})
+    assert (answer["action"], answer["event"]) == ("ERROR", "HANDLER_ERROR")
+    assert answer["payload"]["status"] == 413
+    assert "max_presence_bytes" in answer["payload"]["message"]
+    assert a.take() == []  # nobody received the amplified list
+    channel = pond.endpoints[0].get_channel(LOBBY)
+    assert channel is not None
+    with pytest.raises(PresenceTooLargeError):
+        channel.update_presence(b.id, {"blob": "y" * 4097})
+    channel.update_presence(b.id, {"status": "fine"})  # a small one still works
+    assert channel.get_presence()[b.id] == {"status": "fine"}
+
+
+async def test_max_presence_bytes_none_lifts_the_limit() -> None:
+    pond, _ = build(PondOptions(max_presence_bytes=None))
+    a = await connect(pond, "a")
+    await a.join(LOBBY)
+    await a.send(LOBBY, "status", {"status": "x" * 5000})
+    update = a.frames_for(LOBBY, action="PRESENCE")[-1]
+    assert (update["event"], len(update["payload"]["changed"]["status"])) == ("UPDATE", 5000)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pondsocket.core.options import PondOptions
 from pondsocket.core.presence import PresenceChange, PresenceTable
+from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.relay import (
     ALL_EXCEPT_SENDER,
     ALL_USERS,
@@ -22,8 +23,8 @@ from pondsocket.core.relay import (
 )
 from pondsocket.core.remote import RemoteUser, RemoteUsers
 from pondsocket.core.user import Member, User
-from pondsocket.errors import NotJoinedError, PayloadError
-from pondsocket.wire.codec import encode_frame, new_request_id
+from pondsocket.errors import NotJoinedError, PayloadError, PresenceTooLargeError
+from pondsocket.wire.codec import encode_frame, encoded_size, new_request_id
 from pondsocket.wire.messages import ServerAction
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from pondsocket.core.lobby import Lobby
 
 log = logging.getLogger("pondsocket.channel")
+_refused_presence = RateLimitedLog(log)
 
 
 class ChannelHost(Protocol):
@@ -285,17 +287,34 @@ class Channel:
 
     # -- presence ------------------------------------------------------------
 
+    def _bounded(self, presence: dict[str, Any]) -> dict[str, Any]:
+        value = dict(check_object(presence, "presence"))
+        limit = self._host.options.max_presence_bytes
+        if limit is not None:
+            size = encoded_size(value)
+            if size > limit:
+                _refused_presence.warning(
+                    "refused a presence of %d bytes in %s (max_presence_bytes %d)",
+                    size,
+                    self.name,
+                    limit,
+                )
+                raise PresenceTooLargeError(size, limit)
+        return value
+
     def track(self, user_id: str, presence: dict[str, Any]) -> None:
-        """Start tracking ``user_id`` with ``presence``; tracked users get a JOIN frame."""
+        """Start tracking ``user_id`` with ``presence``; tracked users get a JOIN frame.
+        Raises :class:`PresenceTooLargeError` above ``max_presence_bytes``."""
         self._member(user_id)
-        change = self._presence.track(user_id, dict(check_object(presence, "presence")))
+        change = self._presence.track(user_id, self._bounded(presence))
         self._publish_presence(change)
         self._host.relay.presence_changed(self, user_id, change.changed)
 
     def update_presence(self, user_id: str, presence: dict[str, Any]) -> None:
-        """Replace the presence of a tracked user; tracked users get an UPDATE frame."""
+        """Replace the presence of a tracked user; tracked users get an UPDATE frame.
+        Raises :class:`PresenceTooLargeError` above ``max_presence_bytes``."""
         self._member(user_id)
-        change = self._presence.update(user_id, dict(check_object(presence, "presence")))
+        change = self._presence.update(user_id, self._bounded(presence))
         self._publish_presence(change)
         self._host.relay.presence_changed(self, user_id, change.changed)
 
@@ -472,6 +491,12 @@ class Channel:
     def apply_remote_presence(self, user_id: str, presence: dict[str, Any] | None) -> None:
         """Another node's member changed presence (``None``: untracked)."""
         if user_id in self._members:
+            return
+        limit = self._host.options.max_presence_bytes
+        if presence is not None and limit is not None and encoded_size(presence) > limit:
+            _refused_presence.warning(
+                "ignored a peer's presence above max_presence_bytes (%d) in %s", limit, self.name
+            )
             return
         if presence is None:
             self._untrack(user_id, announce=False)

@@ -54,6 +54,12 @@ class PondOptions:
     """Event sent to an evicted user (JS server name)."""
     eviction_broadcast_event: str = "kicked"
     """Event sent to the channel when a user is evicted (JS server name)."""
+    max_presence_bytes: int | None = 4096
+    """Largest presence of one user, as encoded JSON. Every tracked member receives the
+    whole list on every change, so one large presence is multiplied by the room size on
+    every update; ``track``/``update_presence`` above it raise
+    :class:`~pondsocket.PresenceTooLargeError` (a 413 to the client when uncaught in a
+    handler), and a peer node's presence above it is ignored. ``None``: no limit."""
     allowed_origins: Sequence[str] | None = None
     """Web origins that may connect (WebSocket and SSE). ``None``: same origin only (the
     ``Origin`` header's host and port must be the request's ``Host``); a list of origins
@@ -73,6 +79,8 @@ class PondOptions:
             raise UsageError("outbox_max_bytes must be positive")
         if self.rate_limit is not None and (self.rate_limit <= 0 or self.rate_burst < 1):
             raise UsageError("rate_limit must be positive and rate_burst >= 1")
+        if self.max_presence_bytes is not None and self.max_presence_bytes < 2:
+            raise UsageError("max_presence_bytes must be >= 2 (an empty object) or None")
         if self.presence_coalesce_window < 0:
             raise UsageError("presence_coalesce_window must be >= 0")
         for name in ("ping_interval", "ping_timeout", "app_heartbeat_interval"):

@@ -122,6 +122,14 @@ def encode_frame(
         raise PayloadError(f"payload of event {event!r} is not JSON-serialisable: {exc}") from exc
 
 
+def encoded_size(value: dict[str, Any]) -> int:
+    """Bytes of ``value`` as compact JSON (how limits on presence are measured)."""
+    try:
+        return len(orjson.dumps(value))
+    except TypeError as exc:
+        raise PayloadError(f"value is not JSON-serialisable: {exc}") from exc
+
+
 def error_payload(code: str, message: str, status: int) -> dict[str, Any]:
     """The JS error payload shape, understood by every client version."""
     return {
