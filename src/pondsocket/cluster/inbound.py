@@ -62,11 +62,17 @@ def _state_response(node: ClusterNode, channel: Channel, topic: str, env: Envelo
         if owner is not None and owner != source:
             continue  # JS peers list other nodes' users too: keep the first attribution
         _remember(node, channel, source, user_id, entry.get("assigns"), entry.get("presence"))
+    node.confirm(topic, source, listed)
+    pages, page, state_id = (env.fields.get(k) for k in ("statePages", "statePage", "stateId"))
+    if isinstance(pages, int) and pages > 1 and isinstance(page, int) and _str(state_id):
+        complete = node.state_pages.add((topic, f"{source}/{state_id}"), page, pages, listed)
+        if complete is None:
+            return  # users missing from this page may be on the next one
+        listed = complete
     # What the node itself hosts is the truth: users it no longer lists have left.
     for user_id in channel.remote_users_of(source):
         if user_id not in listed:
             channel.forget_remote(user_id)
-    node.confirm(topic, source, listed)
 
 
 def _remember(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pondsocket.cluster import inbound
 from pondsocket.cluster.envelope import Envelope, EnvelopeType, InvalidEnvelope, decode_envelope
 from pondsocket.cluster.options import UPSTREAM_HEARTBEAT_TIMEOUT, ClusterOptions
+from pondsocket.cluster.state_pages import PageAssembler, split_users
 from pondsocket.cluster.topics import HEARTBEAT_NAME, TopicLayout, endpoint_name
 from pondsocket.cluster.tracking import NodeRegistry, RecentIds, SeqStatus, SequenceTracker
 from pondsocket.core.relay import ALL_USERS, SENDER_CHANNEL, Recipients
@@ -89,6 +90,7 @@ class ClusterNode:
         self.stats = ClusterStats()
         # Peers seen only through their users (upstream Go: per-channel ids) get upstream's.
         self.registry = NodeRegistry(UPSTREAM_HEARTBEAT_TIMEOUT, self.options.heartbeat_timeout)
+        self.state_pages = PageAssembler()
         self._buried: collections.deque[str] = collections.deque(maxlen=1000)
         self._spawn = spawn
         self.clock = clock
@@ -492,7 +494,16 @@ class ClusterNode:
             self.resync(target, "gap")
 
     def answer_state(self, channel: Channel) -> None:
-        self._publish(channel, EnvelopeType.STATE_RESPONSE, {"users": channel.local_snapshot()})
+        pages = split_users(channel.local_snapshot())
+        if len(pages) == 1:
+            self._publish(channel, EnvelopeType.STATE_RESPONSE, {"users": pages[0]})
+            return
+        state_id = random_hex()
+        for number, users in enumerate(pages, 1):
+            fields = {"users": users, "stateId": state_id, "statePage": number}
+            self._publish(
+                channel, EnvelopeType.STATE_RESPONSE, {**fields, "statePages": len(pages)}
+            )
 
     def answer_get(self, channel: Channel, user: User, request_id: str) -> None:
         fields = {
