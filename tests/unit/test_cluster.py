@@ -641,3 +641,10 @@ def test_paged_answers_drop_unlisted_users_only_once_complete() -> None:
     assert assembler.add(key, 1, 3, {"a"}) is None
     assert assembler.add(key, 3, 3, {"c"}) is None  # out of order is fine
     assert assembler.add(key, 2, 3, {"b"}) == {"a", "b", "c"}
+
+
+def test_a_heartbeat_cannot_set_a_timeout_below_the_floor() -> None:
+    registry = NodeRegistry(default_timeout=90.0, own_timeout=7.5, floor=5.0)
+    registry.heartbeat("forged", 0.0, timeout=0.001)  # heartbeatTimeoutMs: 1
+    assert registry.timeout_of("forged") == 5.0
+    assert registry.expire(4.9) == []

@@ -89,7 +89,11 @@ class ClusterNode:
         self.layout = TopicLayout(self.options.prefix, self.options.namespace)
         self.stats = ClusterStats()
         # Peers seen only through their users (upstream Go: per-channel ids) get upstream's.
-        self.registry = NodeRegistry(UPSTREAM_HEARTBEAT_TIMEOUT, self.options.heartbeat_timeout)
+        self.registry = NodeRegistry(
+            UPSTREAM_HEARTBEAT_TIMEOUT,
+            self.options.heartbeat_timeout,
+            floor=2 * self.options.heartbeat_interval,
+        )
         self.state_pages = PageAssembler()
         self._buried: collections.deque[str] = collections.deque(maxlen=1000)
         self._spawn = spawn

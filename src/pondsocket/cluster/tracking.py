@@ -25,9 +25,14 @@ class NodeRegistry:
     healthy heartbeats. A node known only from its users gets ``default_timeout``.
     """
 
-    def __init__(self, default_timeout: float, own_timeout: float | None = None) -> None:
+    def __init__(
+        self, default_timeout: float, own_timeout: float | None = None, floor: float = 0.0
+    ) -> None:
         self.default_timeout = default_timeout
         self.own_timeout = own_timeout if own_timeout is not None else default_timeout
+        # An advertised timeout below this is raised to it: a forged heartbeat with
+        # heartbeatTimeoutMs: 1 must not make a node flap dead and alive.
+        self.floor = floor
         self._peers: dict[str, _Peer] = {}
 
     def __contains__(self, node_id: object) -> bool:
@@ -44,6 +49,7 @@ class NodeRegistry:
         if timeout is None:
             gap = None if peer is None or peer.last_heartbeat is None else now - peer.last_heartbeat
             timeout = self.own_timeout if gap is None else max(self.own_timeout, 3 * gap)
+        timeout = max(timeout, self.floor)
         if peer is None:
             self._peers[node_id] = _Peer(now, timeout, now)
             return True
