@@ -140,7 +140,11 @@ async def test_whois_reaches_the_node_hosting_the_user(cluster: Cluster) -> None
     assert time.monotonic() - started < 4.0
 
 
-async def test_assigns_set_on_another_node_are_seen_by_the_users_node(cluster: Cluster) -> None:
+async def test_assigns_set_on_another_node_are_seen_by_the_users_node(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only a signed cluster lets a node change another node's users (docs/security.md).
+    monkeypatch.setenv("PONDSOCKET_CLUSTER_SECRET", "a-shared-secret-of-the-test-cluster")
     a, b = await cluster.start("a", "b")
     alice = await cluster.client(a, "alice", params={"assigns": {"role": "admin"}})
     bob = await cluster.client(b, "bob")

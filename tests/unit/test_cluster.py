@@ -4,6 +4,7 @@ presence, assigns, eviction, removal, lookups, liveness and loss detection."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -172,8 +173,9 @@ async def test_broadcast_to_a_user_on_another_node(cluster: Callable[[str], Node
     assert error["event"] == "HANDLER_ERROR"
 
 
-async def test_assigns_sync_and_remote_assign(cluster: Callable[[str], Node]) -> None:
-    a, b = cluster("a"), cluster("b")
+async def test_assigns_sync_and_remote_assign_in_a_signed_cluster() -> None:
+    broker, signed = InMemoryBroker(), dataclasses.replace(FAST, secret="s" * 32)
+    a, b = Node(broker, "a", signed), Node(broker, "b", signed)
     alice = await a.client("alice", role="admin")
     bob = await b.client("bob")
     await eventually(lambda: b.channel.get_assigns().get(alice.id) == {"role": "admin"})
@@ -187,6 +189,9 @@ async def test_assigns_sync_and_remote_assign(cluster: Callable[[str], Node]) ->
         "assigns": {"role": "admin", "level": 3},
         "presence": {"name": "alice"},
     }
+    for node in (a, b):
+        await node.pond.shutdown(timeout=1)
+        await node.pubsub.close()
 
 
 async def test_fetch_user_of_unknown_user_times_out_to_none(cluster: Callable[[str], Node]) -> None:

@@ -53,6 +53,8 @@ class Envelope:
     fields: dict[str, Any] = field(default_factory=dict)
     message_id: str = field(default_factory=random_hex)
     timestamp: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+    verified: bool = field(default=False, compare=False)
+    """Received with a valid signature of one of our cluster keys."""
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -70,7 +72,7 @@ class Envelope:
         )
 
 
-def decode_envelope(data: bytes) -> Envelope:
+def decode_envelope(data: bytes, *, verified: bool = False) -> Envelope:
     """Parse and validate; raises :class:`InvalidEnvelope` with the reason."""
     try:
         raw = orjson.loads(data)
@@ -97,4 +99,5 @@ def decode_envelope(data: bytes) -> Envelope:
         channel_name=raw.pop("channelName"),
         timestamp=int(timestamp),
         fields=raw,
+        verified=verified,
     )

@@ -149,7 +149,29 @@ def _assigns_update(node: ClusterNode, channel: Channel, topic: str, env: Envelo
         if key is None or current is None:
             return
         assigns = {**current.assigns, key: env.fields.get("value")}
+    if channel.has_user(user_id):
+        # Ours. Assigns are what the app's handlers decided (roles, ids): another node may
+        # change them only in a signed cluster, and then through our own assign().
+        if env.verified:
+            channel.assign(user_id, assigns)
+        else:
+            _refuse(node, env, "rewrite the assigns of a user of this node")
+        return
+    owner = channel.remote_owner(user_id)
+    if owner is not None and owner != env.source_node_id:
+        # A node asked the owner to change them: the owner announces the result itself.
+        return
     channel.apply_remote_assigns(user_id, assigns)
+
+
+def _refuse(node: ClusterNode, env: Envelope, attempt: str) -> None:
+    node.stats.refused += 1
+    node.refusals.warning(
+        "ignored %s from node %s: it tried to %s (only a signed cluster may)",
+        env.type,
+        env.source_node_id,
+        attempt,
+    )
 
 
 def _evict_user(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:

@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 from pondsocket.cluster import inbound
 from pondsocket.cluster.envelope import Envelope, EnvelopeType, InvalidEnvelope, decode_envelope
 from pondsocket.cluster.options import UPSTREAM_HEARTBEAT_TIMEOUT, ClusterOptions
+from pondsocket.cluster.signing import EnvelopeSigner
 from pondsocket.cluster.state_pages import PageAssembler, split_users
 from pondsocket.cluster.topics import HEARTBEAT_NAME, TopicLayout, endpoint_name
 from pondsocket.cluster.tracking import NodeRegistry, RecentIds, SeqStatus, SequenceTracker
+from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.relay import ALL_USERS, SENDER_CHANNEL, Recipients
 from pondsocket.core.user import User
 from pondsocket.pubsub.base import BusState, PubSub, PubSubClosedError, Subscription
@@ -48,6 +50,14 @@ class ClusterStats:
     received: int = 0
     invalid: int = 0
     """Messages on our topics that were not valid envelopes (dropped)."""
+    unsigned: int = 0
+    """Envelopes without a signature while a secret is set (dropped unless
+    ``accept_unsigned``)."""
+    bad_signatures: int = 0
+    """Envelopes whose signature no key matches, or signed too long ago (dropped)."""
+    refused: int = 0
+    """Valid envelopes that tried to change a user they may not (e.g. a local user's
+    assigns from another node without a cluster secret): ignored."""
     duplicates: int = 0
     dropped: int = 0
     """Envelopes dropped because the outgoing queue was full."""
@@ -60,6 +70,9 @@ class ClusterStats:
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)
+
+
+_Outgoing = tuple[str, bytes, Envelope]
 
 
 @dataclass(slots=True)
@@ -106,7 +119,11 @@ class ClusterNode:
         self._resyncs: dict[str, _Resync] = {}
         self._pending_gets: dict[str, asyncio.Future[User | None]] = {}
         self._resync_listeners: list[ResyncListener] = []
-        self._outbox: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._outbox: collections.deque[_Outgoing] = collections.deque()
+        # Channel topics whose envelopes were lost on the way out (outbox full, publish
+        # failed): once the outbox drains, each gets our whole state of that channel.
+        self._repairs: dict[str, tuple[str, str]] = {}
+        self._publish_log = RateLimitedLog(log)
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -118,12 +135,23 @@ class ClusterNode:
         self._started = False
         self._closed = False
         self._last_drop_log = -1.0
+        keys = self.options.signing_keys
+        self._signer = EnvelopeSigner(keys) if keys else None
+        self._invalid_log = RateLimitedLog(log)
+        self._signature_log = RateLimitedLog(log)
+        self.refusals = RateLimitedLog(log)
 
     # -- lifecycle -----------------------------------------------------------
 
     @property
     def started(self) -> bool:
         return self._started
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether envelopes are signed with a cluster secret: then a node may ask another
+        to change that node's users (e.g. their assigns), as only our nodes can sign."""
+        return self._signer is not None
 
     def start(self) -> None:
         """Start heartbeats and liveness checks (idempotent; needs a running loop)."""
@@ -362,36 +390,74 @@ class ClusterNode:
             return
         if len(self._outbox) >= self.options.outbox_size:
             self.stats.dropped += 1
+            self._lost(topic, envelope)
             now = self.clock()
             if now - self._last_drop_log >= 1.0:  # a log line a second, not a flood
                 self._last_drop_log = now
                 log.warning(
-                    "cluster outbox full (%d): dropped %s (%d dropped so far); peers will resync",
+                    "cluster outbox full (%d): dropped %s (%d dropped so far); peers get this"
+                    " node's state of the channels concerned once it drains",
                     len(self._outbox),
                     envelope.type,
                     self.stats.dropped,
                 )
             return
-        self._seq[topic] += 1  # after the drop check: a drop shows peers a gap only if sent
+        self._seq[topic] += 1
         envelope.fields["seq"] = self._seq[topic]
-        self._outbox.append((topic, envelope.encode()))
+        data = envelope.encode()
+        if self._signer is not None:
+            data = self._signer.sign(data)
+        self._outbox.append((topic, data, envelope))
         self._drained.clear()
         self._wakeup.set()
+
+    def _lost(self, topic: str, envelope: Envelope) -> None:
+        """An envelope did not go out. Its sequence number is skipped, so peers see a gap
+        (and resync) at our next envelope on the topic; a channel's membership and state
+        are repaired even if none follows: see :meth:`_send_repairs`."""
+        if envelope.type is EnvelopeType.NODE_HEARTBEAT:
+            return
+        if "seq" not in envelope.fields:
+            self._seq[topic] += 1
+        self._repairs[topic] = (envelope.endpoint_name, envelope.channel_name)
+
+    def _send_repairs(self) -> None:
+        """Publish our state of each channel that lost envelopes (an empty one if we have
+        no members there any more): peers then drop the users we no longer have, who
+        would otherwise stay listed as ghosts after their dropped USER_LEFT."""
+        budget = max(1, self.options.outbox_size // 2)
+        while self._repairs and len(self._outbox) < budget:
+            topic = next(iter(self._repairs))
+            endpoint, name = self._repairs.pop(topic)
+            channel = self._channels.get(topic)
+            users = channel.local_snapshot() if channel is not None else []
+            self._answer_state(topic, endpoint, name, users)
 
     async def _flush_loop(self) -> None:
         while True:
             while self._outbox:
                 if len(self._outbox) * 4 < self.options.outbox_size:
                     self._room.set()
-                topic, data = self._outbox.popleft()
+                topic, data, envelope = self._outbox.popleft()
                 try:
                     await self.pubsub.publish(topic, data)
                     self.stats.published += 1
                 except PubSubClosedError:
                     self._outbox.clear()
-                except Exception:
+                except Exception as exc:
                     self.stats.publish_errors += 1
-                    log.exception("publishing to %s failed", topic)
+                    self._lost(topic, envelope)
+                    self._publish_log.warning(
+                        "publishing to %s failed, %s lost (%s: %s); peers get this node's"
+                        " state of the channel once publishing works",
+                        topic,
+                        envelope.type,
+                        type(exc).__name__,
+                        exc,
+                    )
+                quiet = len(self._outbox) * 4 < self.options.outbox_size
+                if self._repairs and quiet and not self._bus_down:
+                    self._send_repairs()
             self._drained.set()
             self._room.set()
             self._wakeup.clear()
@@ -469,12 +535,34 @@ class ClusterNode:
             inbound.apply(self, channel, topic, envelope)
 
     def _accept(self, topic: str, data: bytes) -> Envelope | None:
-        """Validate, drop our own and duplicates, and check the sender's sequence."""
+        """Check the signature, validate, drop our own and duplicates, and check the
+        sender's sequence."""
+        verified = False
+        if self._signer is not None:
+            body = self._signer.verify(data)
+            if body is not None:
+                data, verified = body, True
+            elif EnvelopeSigner.is_signed(data) or not self.options.accept_unsigned:
+                self._unauthenticated(topic, data)
+                return None
+            else:
+                self.stats.unsigned += 1
         try:
-            envelope = decode_envelope(data)
+            envelope = decode_envelope(data, verified=verified)
         except InvalidEnvelope as exc:
             self.stats.invalid += 1
-            log.warning("dropped an invalid envelope on %s: %s", topic, exc)
+            self._invalid_log.warning("dropped an invalid envelope on %s: %s", topic, exc)
+            return None
+        if (
+            verified
+            and abs(time.time() - envelope.timestamp / 1000) > self.options.max_envelope_age
+        ):
+            self.stats.bad_signatures += 1
+            self._signature_log.warning(
+                "dropped a signed envelope on %s from %.0f s ago: a replay, or clocks apart",
+                topic,
+                time.time() - envelope.timestamp / 1000,
+            )
             return None
         if envelope.source_node_id == self.node_id:
             return None  # the broker echoes our own publications
@@ -489,6 +577,15 @@ class ClusterNode:
                 self._gap(topic, envelope.source_node_id)
         return envelope
 
+    def _unauthenticated(self, topic: str, data: bytes) -> None:
+        if EnvelopeSigner.is_signed(data):
+            self.stats.bad_signatures += 1
+            reason = "its signature matches none of our keys"
+        else:
+            self.stats.unsigned += 1
+            reason = "it is unsigned (set accept_unsigned for unsigned peers)"
+        self._signature_log.warning("dropped an envelope on %s: %s", topic, reason)
+
     def _gap(self, topic: str, source: str) -> None:
         self.stats.gaps += 1
         log.warning("messages from node %s on %s were lost; resyncing", source, topic)
@@ -498,16 +595,24 @@ class ClusterNode:
             self.resync(target, "gap")
 
     def answer_state(self, channel: Channel) -> None:
-        pages = split_users(channel.local_snapshot())
-        if len(pages) == 1:
-            self._publish(channel, EnvelopeType.STATE_RESPONSE, {"users": pages[0]})
-            return
-        state_id = random_hex()
-        for number, users in enumerate(pages, 1):
-            fields = {"users": users, "stateId": state_id, "statePage": number}
-            self._publish(
-                channel, EnvelopeType.STATE_RESPONSE, {**fields, "statePages": len(pages)}
-            )
+        self._answer_state(
+            self.topic_of(channel),
+            endpoint_name(channel.endpoint_path),
+            channel.name,
+            channel.local_snapshot(),
+        )
+
+    def _answer_state(
+        self, topic: str, endpoint: str, channel_name: str, users: list[dict[str, Any]]
+    ) -> None:
+        pages = split_users(users)
+        state_id = random_hex() if len(pages) > 1 else None
+        for number, page in enumerate(pages, 1):
+            fields: dict[str, Any] = {"users": page}
+            if state_id is not None:
+                fields.update(stateId=state_id, statePage=number, statePages=len(pages))
+            kind = EnvelopeType.STATE_RESPONSE
+            self._enqueue(topic, Envelope(kind, self.node_id, endpoint, channel_name, fields))
 
     def answer_get(self, channel: Channel, user: User, request_id: str) -> None:
         fields = {

@@ -23,7 +23,7 @@ from pondsocket.core.relay import (
 )
 from pondsocket.core.remote import RemoteUser, RemoteUsers
 from pondsocket.core.user import Member, User
-from pondsocket.errors import NotJoinedError, PayloadError, PresenceTooLargeError
+from pondsocket.errors import NotJoinedError, PayloadError, PresenceTooLargeError, UsageError
 from pondsocket.wire.codec import encode_frame, encoded_size, new_request_id
 from pondsocket.wire.messages import ServerAction
 
@@ -369,10 +369,18 @@ class Channel:
     # -- assigns -------------------------------------------------------------
 
     def assign(self, user_id: str, assigns: dict[str, Any]) -> None:
-        """Merge ``assigns`` into the member's assigns in this channel (on its own node too,
-        when the member is connected elsewhere)."""
+        """Merge ``assigns`` into the member's assigns in this channel. A member connected
+        to another node can be changed only in a signed cluster (``ClusterOptions.secret``):
+        without one, a node cannot tell its peers from anyone who can publish to the
+        broker, so it never lets another node rewrite its users' assigns."""
         changes = check_object(assigns, "assigns")
         member = self._members.get(user_id)
+        if member is None and not self._host.relay.authenticated:
+            self._remote_user(user_id)  # NotJoinedError if it is not a member at all
+            raise UsageError(
+                f"user {user_id} is connected to another node, which accepts changes to its"
+                " users' assigns only in a signed cluster (set ClusterOptions.secret)"
+            )
         target = member.assigns if member is not None else self._remote_user(user_id).assigns
         target.update(changes)
         self._host.relay.assigns_changed(self, user_id, dict(target))

@@ -24,6 +24,11 @@ Recipients = str | list[str]
 class Relay(Protocol):
     """Told of every change a channel makes, so the other nodes can follow."""
 
+    @property
+    def authenticated(self) -> bool:
+        """Whether the nodes' messages are signed, so a node may change another's users."""
+        ...
+
     def channel_opened(self, channel: Channel) -> None: ...
 
     def channel_closed(self, channel: Channel) -> None: ...
