@@ -41,10 +41,17 @@ BROADCAST_EVENT = "msg"
 
 def create_app(*, presence: bool = False) -> PondSocket:
     """The benchmark application (see the module docstring)."""
-    # The sender is a deliberate flood: no inbound rate limit (PondOptions.rate_limit).
+    # The sender is a deliberate flood: no inbound rate limit (PondOptions.rate_limit), and
+    # thousands of clients come from one address: no per-address or join-rate limit.
     # PONDSOCKET_BENCH_PRESENCE_WINDOW: PondOptions.presence_coalesce_window for this run.
     window = float(os.environ.get("PONDSOCKET_BENCH_PRESENCE_WINDOW", "0"))
-    pond = PondSocket(PondOptions(rate_limit=None, presence_coalesce_window=window))
+    options = PondOptions(
+        rate_limit=None,
+        join_rate_limit=None,
+        max_connections_per_address=None,
+        presence_coalesce_window=window,
+    )
+    pond = PondSocket(options)
     members = itertools.count(1)
 
     def connect(ctx: ConnectionContext) -> None:

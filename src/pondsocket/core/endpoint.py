@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
@@ -10,12 +11,14 @@ from typing import TYPE_CHECKING, Any, overload
 from pondsocket.core.channel import Channel, check_object
 from pondsocket.core.contexts import ConnectionContext, Decision
 from pondsocket.core.invoke import Middleware, run_chain
+from pondsocket.core.limits import ConnectionLimits
 from pondsocket.core.lobby import JoinHandler, Lobby
 from pondsocket.core.metrics import Metrics
 from pondsocket.core.options import PondOptions
 from pondsocket.core.origin import origin_policy
 from pondsocket.core.outlet import CloseCode, Outlet
-from pondsocket.core.ratelog import RateLimitedLog
+from pondsocket.core.proxies import client_address
+from pondsocket.core.ratelog import FailureLog, RateLimitedLog
 from pondsocket.core.relay import Relay
 from pondsocket.core.request import ConnectionRequest
 from pondsocket.core.tasks import TaskSet
@@ -47,6 +50,7 @@ class Endpoint:
         metrics: Metrics,
         tasks: TaskSet,
         relay: Relay,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.pattern = compile_pattern(path)
         self.path = path
@@ -55,8 +59,13 @@ class Endpoint:
         self.options = options
         self.metrics = metrics
         self._origin_refusals = RateLimitedLog(log)  # hostile pages may retry for ever
+        self._slow_handshakes = RateLimitedLog(log)
+        self._handler_failures = FailureLog(log)
         self._tasks = tasks
         self.relay = relay
+        self.limits = limits or ConnectionLimits(
+            options.max_connections, options.max_connections_per_address
+        )
         self._lobbies: list[Lobby] = []
         self._channels: dict[str, Channel] = {}
         self._connections: dict[str, Connection] = {}
@@ -107,6 +116,10 @@ class Endpoint:
 
     async def handshake(self, request: ConnectionRequest, route: Route) -> ConnectionContext:
         """Run the connection handler; the returned context holds the decision."""
+        trusted = tuple(self.options.trusted_proxies or ())
+        client = client_address(request.client, request.headers, trusted)
+        if client != request.client:
+            request = dataclasses.replace(request, client=client)
         ctx = ConnectionContext(request, route, random_uuid())
         origin = request.headers.get("origin")
         if not origin_policy(self.options.allowed_origins).allows(
@@ -123,23 +136,47 @@ class Endpoint:
                 origin,
             )
             return ctx
+        address = None if client is None else client[0]
+        refusal = self.limits.refusal(address)
+        if refusal is not None:
+            ctx.decline(*refusal)
+            self.metrics.connections_limited += 1
+            self.metrics.connections_declined += 1
+            return ctx
+        self.limits.add(address)  # a handshake in progress holds a place too
         try:
-            await run_chain(ctx, self._middleware, self._handler)
-        except HandlerError as exc:
+            async with asyncio.timeout(self.options.handshake_timeout):
+                await self._decide(ctx)
+        except TimeoutError:
             if ctx.decision is Decision.PENDING:
-                ctx.decline(exc.status if 400 <= exc.status <= 599 else 500, exc.message)
-        except Exception:
-            log.exception("connection handler of %s failed", self.path)
-            self.metrics.handler_errors += 1
-            if ctx.decision is Decision.PENDING:
-                ctx.decline(500, "Internal Server Error")
-        if ctx.decision is Decision.PENDING:
-            ctx.decline(500, UNDECIDED_CONNECTION)
+                ctx.decline(408, "Handshake timed out")
+            self._slow_handshakes.warning(
+                "the connection handler of %s took more than handshake_timeout (%.1f s):"
+                " cancelled, the handshake refused (HTTP 408)",
+                self.path,
+                self.options.handshake_timeout,
+            )
+        finally:
+            self.limits.remove(address)
         if ctx.accepted:
             self.metrics.connections_accepted += 1
         else:
             self.metrics.connections_declined += 1
         return ctx
+
+    async def _decide(self, ctx: ConnectionContext) -> None:
+        try:
+            await run_chain(ctx, self._middleware, self._handler)
+        except HandlerError as exc:
+            if ctx.decision is Decision.PENDING:
+                ctx.decline(exc.status if 400 <= exc.status <= 599 else 500, exc.message)
+        except Exception as exc:
+            self._handler_failures.error(self, exc, "connection handler of %s failed", self.path)
+            self.metrics.handler_errors += 1
+            if ctx.decision is Decision.PENDING:
+                ctx.decline(500, "Internal Server Error")
+        if ctx.decision is Decision.PENDING:
+            ctx.decline(500, UNDECIDED_CONNECTION)
 
     def open(
         self, ctx: ConnectionContext, outlet: Outlet, *, client_id: str | None = None
@@ -154,6 +191,8 @@ class Endpoint:
         if not ctx.accepted:
             raise UsageError("open() needs an accepted handshake")
         connection = Connection(ctx.connection_id, outlet, dict(ctx.assigns), self.path)
+        connection.address = None if ctx.client is None else ctx.client[0]
+        self.limits.add(connection.address)
         self._connections[connection.id] = connection
         self._idle.clear()
         self.metrics.connections_open += 1
@@ -177,6 +216,7 @@ class Endpoint:
     def forget(self, connection: Connection) -> None:
         if self._connections.pop(connection.id, None) is not None:
             self.metrics.connections_open -= 1
+            self.limits.remove(connection.address)
         if not self._connections:
             self._idle.set()
 

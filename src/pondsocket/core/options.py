@@ -5,8 +5,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from pondsocket.core.origin import validate_allowed_origins
+from pondsocket.core.proxies import DEFAULT_TRUSTED_PROXIES, validate_trusted_proxies
 from pondsocket.errors import UsageError
 
 
@@ -68,9 +70,51 @@ class PondOptions:
     clients) always pass; a refused one gets HTTP 403 before the upgrade. See
     :mod:`pondsocket.core.origin`."""
 
+    max_channels_per_connection: int | None = 128
+    """Channels one connection may be in at once; each costs a broker subscription and a
+    member record. A join beyond it is refused (``SYSTEM``/``UNAUTHORIZED``, code
+    ``TOO_MANY_CHANNELS``, status 429). ``None``: no limit."""
+    join_rate_limit: float | None = 10.0
+    """Sustained joins per second per connection, apart from ``rate_limit`` (a join runs
+    the app's join handler and subscribes to the broker). Over it: a join refusal with
+    code ``RATE_LIMITED``, status 429. ``None``: no limit."""
+    join_rate_burst: int = 128
+    """Joins a connection may make at once (a reconnecting client rejoining its channels)."""
+    max_connections: int | Literal["auto"] | None = "auto"
+    """Connections (and handshakes in progress) the whole server accepts at once; beyond
+    it a handshake gets HTTP 503. ``"auto"``: 90 % of the process's open-files limit
+    (``ulimit -n``), keeping descriptors for the broker and logs. ``None``: no limit."""
+    max_connections_per_address: int | None = 1000
+    """Connections from one client address at once; beyond it HTTP 429. Behind a reverse
+    proxy every client has the proxy's address unless the proxy is listed in
+    ``trusted_proxies``. ``None``: no limit."""
+    trusted_proxies: Sequence[str] | None = DEFAULT_TRUSTED_PROXIES
+    """Addresses or networks (``"10.0.0.0/8"``) of reverse proxies whose ``Forwarded`` /
+    ``X-Forwarded-For`` headers say who the client is (``ctx.client``, the per-address
+    limit); ``["*"]`` trusts any peer (only if nothing reaches the node but the proxy);
+    ``None`` or ``[]``: none. Default: the loopback addresses (a proxy on the same host)."""
+    handshake_timeout: float = 10.0
+    """Seconds a handshake may take, the connection handler included; then it is refused
+    (HTTP 408 under ASGI; the standalone server drops the connection)."""
+
     def __post_init__(self) -> None:
         # a tuple, so the options stay hashable and nobody mutates the list afterwards
         object.__setattr__(self, "allowed_origins", validate_allowed_origins(self.allowed_origins))
+        object.__setattr__(self, "trusted_proxies", validate_trusted_proxies(self.trusted_proxies))
+        for name in ("max_channels_per_connection", "max_connections_per_address"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or value < 1):
+                raise UsageError(f"{name} must be a positive integer or None")
+        if self.max_connections not in ("auto", None) and (
+            not isinstance(self.max_connections, int) or self.max_connections < 1
+        ):
+            raise UsageError('max_connections must be a positive integer, "auto" or None')
+        if self.join_rate_limit is not None and (
+            self.join_rate_limit <= 0 or self.join_rate_burst < 1
+        ):
+            raise UsageError("join_rate_limit must be positive and join_rate_burst >= 1")
+        if self.handshake_timeout <= 0:
+            raise UsageError("handshake_timeout must be positive")
         if self.max_message_size <= 0:
             raise UsageError("max_message_size must be positive")
         if self.max_frame_size is not None and self.max_frame_size < self.max_message_size:

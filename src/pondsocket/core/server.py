@@ -12,6 +12,7 @@ from pondsocket.cluster.node import ClusterNode
 from pondsocket.cluster.options import ClusterOptions
 from pondsocket.core.endpoint import ConnectionHandler, Endpoint
 from pondsocket.core.invoke import Middleware
+from pondsocket.core.limits import ConnectionLimits
 from pondsocket.core.metrics import Metrics
 from pondsocket.core.options import PondOptions
 from pondsocket.core.outlet import CloseCode
@@ -52,6 +53,9 @@ class PondSocket:
             pubsub, alone = own, own.alone
         self.pubsub: PubSub = pubsub
         self.metrics = Metrics()
+        self.limits = ConnectionLimits(
+            self.options.max_connections, self.options.max_connections_per_address
+        )
         self._tasks = TaskSet()
         self.cluster = ClusterNode(
             self.pubsub, self._tasks.spawn, node_id=node_id, options=cluster, alone=alone
@@ -81,7 +85,14 @@ class PondSocket:
 
         def add(fn: ConnectionHandler) -> Endpoint:
             endpoint = Endpoint(
-                path, fn, middleware, self.options, self.metrics, self._tasks, self.cluster
+                path,
+                fn,
+                middleware,
+                self.options,
+                self.metrics,
+                self._tasks,
+                self.cluster,
+                self.limits,
             )
             self._endpoints.append(endpoint)
             return endpoint
@@ -127,6 +138,9 @@ class PondSocket:
         """Replace some options (``pond.configure(max_message_size=65536)``) before serving;
         connections already open keep the limits they started with."""
         self.options = dataclasses.replace(self.options, **changes)
+        self.limits.configure(
+            self.options.max_connections, self.options.max_connections_per_address
+        )
         for endpoint in self._endpoints:
             endpoint.options = self.options
         return self.options

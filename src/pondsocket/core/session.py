@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pondsocket.core.contexts import Decision, EventContext, JoinContext
 from pondsocket.core.invoke import call_handler, run_chain
 from pondsocket.core.outlet import CloseCode
+from pondsocket.core.ratelog import FailureLog
 from pondsocket.core.user import Connection, Member
 from pondsocket.errors import HandlerError
 from pondsocket.wire.codec import (
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from pondsocket.core.endpoint import Endpoint
 
 log = logging.getLogger("pondsocket.session")
+_failures = FailureLog(log)  # clients can make a handler raise at will: bound the lines
 
 UNDECIDED_JOIN = "Join handler completed without accepting or declining the request"
 INTERNAL_ERROR = "Internal server error"
@@ -79,6 +81,12 @@ class Session:
             if options.rate_limit is not None
             else None
         )
+        self._join_bucket = (
+            _TokenBucket(options.join_rate_limit, options.join_rate_burst, clock)
+            if options.join_rate_limit is not None
+            else None
+        )
+        self._max_channels = options.max_channels_per_connection
         self._metrics = endpoint.metrics
 
     @property
@@ -188,6 +196,15 @@ class Session:
             # A duplicate join must not duplicate membership; re-ACK so the client settles.
             self._send(ServerAction.SYSTEM, EVENT_ACKNOWLEDGE, msg, {})
             return
+        if self._max_channels is not None and len(connection.channels) >= self._max_channels:
+            self._metrics.joins_limited += 1
+            message = f"Already in {self._max_channels} channels, the most a connection may join"
+            self._refuse_join(msg, ErrorCode.TOO_MANY_CHANNELS, message, 429)
+            return
+        if self._join_bucket is not None and not self._join_bucket.take():
+            self._metrics.joins_limited += 1
+            self._refuse_join(msg, ErrorCode.RATE_LIMITED, "Too many joins; slow down", 429)
+            return
         found = self._endpoint.find_lobby(name)
         if found is None:
             self._refuse_join(msg, ErrorCode.CHANNEL_NOT_FOUND, f"No channel matches {name}", 404)
@@ -229,7 +246,8 @@ class Session:
     ) -> bool:
         """Answer a join whose handler raised; ``True`` if the refusal was sent here."""
         if not isinstance(exc, HandlerError):
-            log.error("join handler for %s failed", msg.channelName, exc_info=exc)
+            # Keyed by the handler, not the channel name: a client picks names at will.
+            _failures.error(ctx.channel.lobby, exc, "join handler for %s failed", msg.channelName)
             self._metrics.handler_errors += 1
         if ctx.decision is not Decision.PENDING:
             return False  # already accepted (the ACK went out) or declined (answered below)
@@ -255,8 +273,10 @@ class Session:
             await call_handler(handler, ctx)
         except HandlerError as exc:
             self._event_error(msg, EVENT_HANDLER_ERROR, exc.message, exc.status)
-        except Exception:
-            log.exception("handler for event %r in %s failed", msg.event, msg.channelName)
+        except Exception as exc:
+            _failures.error(
+                handler, exc, "handler for event %r in %s failed", msg.event, msg.channelName
+            )
             self._metrics.handler_errors += 1
             self._event_error(msg, EVENT_HANDLER_ERROR, INTERNAL_ERROR, 500)
 

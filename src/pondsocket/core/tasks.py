@@ -7,7 +7,10 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from pondsocket.core.ratelog import FailureLog
+
 log = logging.getLogger("pondsocket")
+_failures = FailureLog(log)  # leave handlers fail per client: the first traceback, then counts
 
 
 class TaskSet:
@@ -24,8 +27,8 @@ class TaskSet:
 
     def _done(self, task: asyncio.Task[None], what: str) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", what, exc_info=task.exception())
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            _failures.error(what, exc, "%s failed", what)
 
     async def drain(self, timeout: float) -> None:
         """Wait for running tasks, cancelling what is still running after ``timeout``."""

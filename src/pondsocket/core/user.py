@@ -30,6 +30,8 @@ class Connection:
     endpoint_path: str
     channels: dict[str, Channel] = field(default_factory=dict)
     closed: bool = False
+    address: str | None = None
+    """The client's address (behind trusted proxies: the forwarded one), for the limits."""
 
 
 @dataclass(slots=True, eq=False)

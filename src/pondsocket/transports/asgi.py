@@ -26,6 +26,8 @@ from pondsocket.wire.codec import encode_frame, new_request_id
 from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from pondsocket.core.server import PondSocket
     from pondsocket.core.session import Session
     from pondsocket.transports.sse import SSETransport
@@ -128,6 +130,15 @@ class ASGIApp:
             "ws_ping_interval": options.ping_interval,
             "ws_ping_timeout": options.ping_timeout,
         }
+
+    def uvicorn_config(self, **kwargs: Any) -> uvicorn.Config:
+        """A ready ``uvicorn.Config``: :meth:`uvicorn_options` plus ``kwargs`` (host,
+        port, ...), and a connection whose request headers are not complete within
+        ``PondOptions.handshake_timeout`` is closed (uvicorn alone waits for ever). Run it
+        with ``uvicorn.Server(config).run()`` or ``await uvicorn.Server(config).serve()``."""
+        from pondsocket.transports.uvicorn_support import uvicorn_config
+
+        return uvicorn_config(self, **kwargs)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: object = None) -> AsyncIterator[None]:

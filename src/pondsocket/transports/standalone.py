@@ -50,6 +50,11 @@ from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAc
 __all__ = ["StandaloneServer", "WebSocketOutlet", "run", "serve"]
 
 log = logging.getLogger("pondsocket.standalone")
+# websockets logs two INFO lines per connection (open, closed): a flood under load or an
+# attack. They go to this logger, quiet unless the app sets its level (DEBUG, INFO) itself.
+connection_log = logging.getLogger("pondsocket.standalone.connections")
+if connection_log.level == logging.NOTSET:
+    connection_log.setLevel(logging.WARNING)
 
 HttpRoutes = Mapping[str, tuple[str, bytes]]
 """Exact path -> (content type, body), served to plain HTTP GETs."""
@@ -258,6 +263,10 @@ class StandaloneServer:
             # asyncio's default of 100 pending accepts drops SYNs under a reconnect storm
             # (clients then wait 1 s, 3 s, ... to retry); uvicorn listens with 2048 too.
             "backlog": _LISTEN_BACKLOG,
+            # Reading the request and running the connection handler: the core refuses a
+            # slow handler with 408 at handshake_timeout; this ends slow clients too.
+            "open_timeout": options.handshake_timeout + 2.0,
+            "logger": connection_log,
             **ws_kwargs,
         }
         self._server: Server | None = None

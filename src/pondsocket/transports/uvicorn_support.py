@@ -1,0 +1,70 @@
+"""Running the ASGI app on uvicorn with a bound on slow handshakes.
+
+uvicorn waits for ever for a request's headers (measured: a client that sent half an
+upgrade request was still held after 60 s), so a few thousand such clients hold as many
+descriptors. :func:`with_header_timeout` wraps uvicorn's HTTP protocol class, whichever it
+is, and closes a connection whose first request has not ended its headers in time, using
+only the ``asyncio.Protocol`` methods every implementation has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from pondsocket.transports.asgi import ASGIApp
+
+_END_OF_HEADERS = b"\r\n\r\n"
+
+
+def with_header_timeout(base: type[Any], timeout: float) -> type[Any]:
+    """A subclass of the protocol class ``base`` that closes connections whose request
+    headers took longer than ``timeout`` seconds."""
+
+    class HeaderTimeoutProtocol(base):  # type: ignore[misc]
+        _pond_timer: asyncio.TimerHandle | None = None
+        _pond_tail = b""
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            loop = asyncio.get_running_loop()
+            self._pond_timer = loop.call_later(timeout, _expire, transport)
+            super().connection_made(transport)
+
+        def data_received(self, data: bytes) -> None:
+            if self._pond_timer is not None:
+                seen = self._pond_tail + data
+                if _END_OF_HEADERS in seen:
+                    self._pond_timer.cancel()
+                    self._pond_timer = None
+                else:
+                    self._pond_tail = seen[-3:]
+            super().data_received(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._pond_timer is not None:
+                self._pond_timer.cancel()
+                self._pond_timer = None
+            super().connection_lost(exc)
+
+    HeaderTimeoutProtocol.__name__ = f"HeaderTimeout{base.__name__}"
+    return HeaderTimeoutProtocol
+
+
+def _expire(transport: asyncio.BaseTransport) -> None:
+    if not transport.is_closing() and isinstance(transport, asyncio.WriteTransport):
+        transport.abort()  # nothing to say to a client that has not finished asking
+
+
+def uvicorn_config(app: ASGIApp, **kwargs: Any) -> uvicorn.Config:
+    """A loaded ``uvicorn.Config`` for ``app``: ``app.uvicorn_options()`` under
+    ``kwargs``, and request headers bounded by ``PondOptions.handshake_timeout``."""
+    import uvicorn
+
+    config = uvicorn.Config(app, **{**app.uvicorn_options(), **kwargs})
+    config.load()
+    protocol = config.http_protocol_class
+    config.http_protocol_class = with_header_timeout(protocol, app.pond.options.handshake_timeout)
+    return config
