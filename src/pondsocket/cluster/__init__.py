@@ -1,8 +1,9 @@
 """The distributed protocol ("pondsocket.distributed" v1) on top of a PubSub."""
 
 from pondsocket.cluster.envelope import Envelope, EnvelopeType, InvalidEnvelope, decode_envelope
-from pondsocket.cluster.node import ClusterNode, ClusterStats
+from pondsocket.cluster.node import ClusterNode
 from pondsocket.cluster.options import ClusterOptions
+from pondsocket.cluster.stats import ClusterStats
 from pondsocket.cluster.topics import TopicLayout
 
 __all__ = [

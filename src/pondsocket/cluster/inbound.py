@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pondsocket.cluster.envelope import Envelope, EnvelopeType
+from pondsocket.cluster.state_pages import PageAssembler
+from pondsocket.cluster.stats import ClusterStats
+from pondsocket.cluster.tracking import NodeRegistry
+from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.relay import ALL_EXCEPT_SENDER, ALL_USERS
 from pondsocket.core.user import User
 
 if TYPE_CHECKING:
-    from pondsocket.cluster.node import ClusterNode
     from pondsocket.core.channel import Channel
+
+
+class ClusterNode(Protocol):
+    """What applying an envelope needs of the node: counters, peer bookkeeping, and the
+    answers it sends (implemented by :class:`pondsocket.cluster.node.ClusterNode`)."""
+
+    stats: ClusterStats
+    refusals: RateLimitedLog
+    registry: NodeRegistry
+    state_pages: PageAssembler
+    clock: Callable[[], float]
+
+    def node_heartbeat(
+        self, node_id: str, timeout: float | None, *, leaving: bool = False
+    ) -> None: ...
+
+    def confirm(self, topic: str, node_id: str, user_ids: set[str]) -> None: ...
+
+    def answer_state(self, channel: Channel) -> None: ...
+
+    def answer_get(self, channel: Channel, user: User, request_id: str) -> None: ...
+
+    def resolve_get(self, request_id: str, user: User) -> None: ...
 
 
 def _obj(value: Any) -> dict[str, Any] | None:

@@ -13,21 +13,23 @@ triggers a resync of the channels concerned, reported through :meth:`on_resync`.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from pondsocket.cluster import inbound
-from pondsocket.cluster.envelope import Envelope, EnvelopeType, InvalidEnvelope, decode_envelope
-from pondsocket.cluster.options import UPSTREAM_HEARTBEAT_TIMEOUT, ClusterOptions
+from pondsocket.cluster.envelope import Envelope, EnvelopeType
+from pondsocket.cluster.gate import InboundGate
+from pondsocket.cluster.liveness import Heard, Liveness
+from pondsocket.cluster.options import ClusterOptions
+from pondsocket.cluster.outbox import ClusterOutbox
 from pondsocket.cluster.signing import EnvelopeSigner
 from pondsocket.cluster.state_pages import PageAssembler, split_users
-from pondsocket.cluster.topics import HEARTBEAT_NAME, TopicLayout, endpoint_name
-from pondsocket.cluster.tracking import NodeRegistry, RecentIds, SeqStatus, SequenceTracker
+from pondsocket.cluster.stats import ClusterStats
+from pondsocket.cluster.topics import TopicLayout, endpoint_name
+from pondsocket.cluster.tracking import PendingResyncs
 from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.relay import ALL_USERS, SENDER_CHANNEL, Recipients
 from pondsocket.core.user import User
@@ -42,43 +44,6 @@ log = logging.getLogger("pondsocket.cluster")
 Spawn = Callable[[Coroutine[Any, Any, None], str], None]
 ResyncListener = Callable[[str, str], None]
 """``listener(channel_name, reason)``; reasons: ``reconnect``, ``gap``, ``node_returned``."""
-
-
-@dataclass(slots=True)
-class ClusterStats:
-    published: int = 0
-    received: int = 0
-    invalid: int = 0
-    """Messages on our topics that were not valid envelopes (dropped)."""
-    unsigned: int = 0
-    """Envelopes without a signature while a secret is set (dropped unless
-    ``accept_unsigned``)."""
-    bad_signatures: int = 0
-    """Envelopes whose signature no key matches, or signed too long ago (dropped)."""
-    refused: int = 0
-    """Valid envelopes that tried to change a user they may not (e.g. a local user's
-    assigns from another node without a cluster secret): ignored."""
-    duplicates: int = 0
-    dropped: int = 0
-    """Envelopes dropped because the outgoing queue was full."""
-    publish_errors: int = 0
-    gaps: int = 0
-    """Sequence gaps seen in a peer's envelopes (messages lost on the way)."""
-    resyncs: int = 0
-    dead_nodes: int = 0
-    reconnects: int = 0
-
-    def snapshot(self) -> dict[str, int]:
-        return asdict(self)
-
-
-_Outgoing = tuple[str, bytes, Envelope]
-
-
-@dataclass(slots=True)
-class _Resync:
-    deadline: float
-    unconfirmed: set[str]
 
 
 class ClusterNode:
@@ -101,44 +66,24 @@ class ClusterNode:
         self.options = options or ClusterOptions()
         self.layout = TopicLayout(self.options.prefix, self.options.namespace)
         self.stats = ClusterStats()
-        # Peers seen only through their users (upstream Go: per-channel ids) get upstream's.
-        self.registry = NodeRegistry(
-            UPSTREAM_HEARTBEAT_TIMEOUT,
-            self.options.heartbeat_timeout,
-            floor=2 * self.options.heartbeat_interval,
-        )
+        self.liveness = Liveness(self.node_id, self.options)
+        self.registry = self.liveness.registry
         self.state_pages = PageAssembler()
-        self._buried: collections.deque[str] = collections.deque(maxlen=1000)
         self._spawn = spawn
         self.clock = clock
-        self._sequences = SequenceTracker()
-        self._recent = RecentIds(self.options.dedupe_window)
-        self._seq: dict[str, int] = collections.defaultdict(int)
         self._channels: dict[str, Channel] = {}
         self._subscriptions: dict[str, asyncio.Task[Subscription | None]] = {}
-        self._resyncs: dict[str, _Resync] = {}
+        self._resyncs = PendingResyncs()
         self._pending_gets: dict[str, asyncio.Future[User | None]] = {}
         self._resync_listeners: list[ResyncListener] = []
-        self._outbox: collections.deque[_Outgoing] = collections.deque()
-        # Channel topics whose envelopes were lost on the way out (outbox full, publish
-        # failed): once the outbox drains, each gets our whole state of that channel.
-        self._repairs: dict[str, tuple[str, str]] = {}
-        self._publish_log = RateLimitedLog(log)
-        self._wakeup = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._bus_down = False
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat_sub: asyncio.Task[Subscription | None] | None = None
         self._started = False
         self._closed = False
-        self._last_drop_log = -1.0
         keys = self.options.signing_keys
         self._signer = EnvelopeSigner(keys) if keys else None
-        self._invalid_log = RateLimitedLog(log)
-        self._signature_log = RateLimitedLog(log)
+        self.outbox = ClusterOutbox(pubsub, self.options, self.stats, self._signer, self._repair)
+        self.gate = InboundGate(self.node_id, self.options, self.stats, self._signer)
         self.refusals = RateLimitedLog(log)
 
     # -- lifecycle -----------------------------------------------------------
@@ -163,8 +108,8 @@ class ClusterNode:
         self._heartbeat_sub = loop.create_task(
             self._subscribe(self.layout.heartbeat(), self._on_heartbeat_topic)
         )
+        self.outbox.start()
         self._tasks += [
-            loop.create_task(self._flush_loop(), name="pondsocket-cluster-flush"),
             loop.create_task(self._heartbeat_loop(), name="pondsocket-cluster-heartbeat"),
             loop.create_task(self._liveness_loop(), name="pondsocket-cluster-liveness"),
         ]
@@ -176,12 +121,7 @@ class ClusterNode:
         if self._started:
             self._send_heartbeat(leaving=True)
         self._closed = True
-        try:
-            async with asyncio.timeout(timeout):
-                await self._drained.wait()
-        except TimeoutError:
-            log.warning("cluster node closed with %d unsent envelopes", len(self._outbox))
-        self._room.set()  # nobody waits for a queue that will not drain
+        await self.outbox.aclose(timeout)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -226,8 +166,8 @@ class ClusterNode:
         topic = self.topic_of(channel)
         if self._channels.get(topic) is channel:
             del self._channels[topic]
-            self._resyncs.pop(topic, None)
-            self._sequences.forget_topic(topic)
+            self._resyncs.forget(topic)
+            self.gate.sequences.forget_topic(topic)
         task = self._subscriptions.pop(topic, None)
         if task is not None:
             self._spawn(self._unsubscribe(task), "cluster unsubscribe")
@@ -317,13 +257,9 @@ class ClusterNode:
     def resync(self, channel: Channel, reason: str) -> None:
         """Ask every node for the channel's state again; remote users nobody confirms
         within ``resync_window`` are dropped."""
-        topic = self.topic_of(channel)
-        pending = self._resyncs.get(topic)
         unconfirmed = {uid for uid in channel.all_user_ids if not channel.has_user(uid)}
         deadline = self.clock() + self.options.resync_window
-        if pending is not None:
-            unconfirmed |= pending.unconfirmed
-        self._resyncs[topic] = _Resync(deadline, unconfirmed)
+        self._resyncs.begin(self.topic_of(channel), unconfirmed, deadline)
         self.stats.resyncs += 1
         self._publish(channel, EnvelopeType.STATE_REQUEST, {"fromNode": self.node_id})
         self.answer_state(channel)  # peers that lost our messages learn our truth unasked
@@ -336,27 +272,22 @@ class ClusterNode:
 
     def confirm(self, topic: str, node_id: str, user_ids: set[str]) -> None:
         """A node answered a STATE_REQUEST: its listed users are confirmed."""
-        pending = self._resyncs.get(topic)
-        if pending is not None:
-            pending.unconfirmed -= user_ids
+        self._resyncs.confirm(topic, user_ids)
 
     def _expire_resyncs(self, now: float) -> None:
-        for topic, pending in list(self._resyncs.items()):
-            if now < pending.deadline:
-                continue
-            del self._resyncs[topic]
+        for topic, unconfirmed in self._resyncs.expire(now):
             channel = self._channels.get(topic)
             if channel is not None:
-                for user_id in pending.unconfirmed:
+                for user_id in unconfirmed:
                     channel.forget_remote(user_id)
 
     def _bus_state_changed(self, state: BusState) -> None:
         if state is BusState.DISCONNECTED:
-            self._bus_down = True
-            self._room.set()  # release waiting clients: see _flusher_gone
+            self.outbox.bus_down = True
+            self.outbox.release_waiters()
             log.warning("cluster bus disconnected; channels will resync when it is back")
             return
-        self._bus_down = False
+        self.outbox.bus_down = False
         self.stats.reconnects += 1
         self._send_heartbeat()
         for channel in list(self._channels.values()):
@@ -371,110 +302,24 @@ class ClusterNode:
         self._enqueue(self.topic_of(channel), envelope)
 
     async def wait_for_room(self) -> None:
-        """Backpressure for client input: while the outgoing queue is more than half full
-        (the broker or this process is not keeping up), wait until it drains below a
-        quarter, so a flood slows its senders down (TCP) instead of losing envelopes."""
-        if len(self._outbox) * 2 < self.options.outbox_size or self._flusher_gone():
-            return
-        while len(self._outbox) * 4 >= self.options.outbox_size and not self._flusher_gone():
-            self._room.clear()
-            await self._room.wait()
-
-    def _flusher_gone(self) -> bool:
-        # No backpressure while the bus is down either: local delivery must go on during
-        # a broker outage (what peers miss meanwhile is repaired by the resync after it).
-        return self._closed or self._bus_down or not self._tasks or self._tasks[0].done()
+        """Backpressure for client input (see :meth:`ClusterOutbox.wait_for_room`)."""
+        await self.outbox.wait_for_room()
 
     def _enqueue(self, topic: str, envelope: Envelope) -> None:
         if self._closed or (self._alone is not None and self._alone()):
             return
-        if len(self._outbox) >= self.options.outbox_size:
-            self.stats.dropped += 1
-            self._lost(topic, envelope)
-            now = self.clock()
-            if now - self._last_drop_log >= 1.0:  # a log line a second, not a flood
-                self._last_drop_log = now
-                log.warning(
-                    "cluster outbox full (%d): dropped %s (%d dropped so far); peers get this"
-                    " node's state of the channels concerned once it drains",
-                    len(self._outbox),
-                    envelope.type,
-                    self.stats.dropped,
-                )
-            return
-        self._seq[topic] += 1
-        envelope.fields["seq"] = self._seq[topic]
-        data = envelope.encode()
-        if self._signer is not None:
-            data = self._signer.sign(data)
-        self._outbox.append((topic, data, envelope))
-        self._drained.clear()
-        self._wakeup.set()
+        self.outbox.put(topic, envelope)
 
-    def _lost(self, topic: str, envelope: Envelope) -> None:
-        """An envelope did not go out. Its sequence number is skipped, so peers see a gap
-        (and resync) at our next envelope on the topic; a channel's membership and state
-        are repaired even if none follows: see :meth:`_send_repairs`."""
-        if envelope.type is EnvelopeType.NODE_HEARTBEAT:
-            return
-        if "seq" not in envelope.fields:
-            self._seq[topic] += 1
-        self._repairs[topic] = (envelope.endpoint_name, envelope.channel_name)
-
-    def _send_repairs(self) -> None:
-        """Publish our state of each channel that lost envelopes (an empty one if we have
-        no members there any more): peers then drop the users we no longer have, who
-        would otherwise stay listed as ghosts after their dropped USER_LEFT."""
-        budget = max(1, self.options.outbox_size // 2)
-        while self._repairs and len(self._outbox) < budget:
-            topic = next(iter(self._repairs))
-            endpoint, name = self._repairs.pop(topic)
-            channel = self._channels.get(topic)
-            users = channel.local_snapshot() if channel is not None else []
-            self._answer_state(topic, endpoint, name, users)
-
-    async def _flush_loop(self) -> None:
-        while True:
-            while self._outbox:
-                if len(self._outbox) * 4 < self.options.outbox_size:
-                    self._room.set()
-                topic, data, envelope = self._outbox.popleft()
-                try:
-                    await self.pubsub.publish(topic, data)
-                    self.stats.published += 1
-                except PubSubClosedError:
-                    self._outbox.clear()
-                except Exception as exc:
-                    self.stats.publish_errors += 1
-                    self._lost(topic, envelope)
-                    self._publish_log.warning(
-                        "publishing to %s failed, %s lost (%s: %s); peers get this node's"
-                        " state of the channel once publishing works",
-                        topic,
-                        envelope.type,
-                        type(exc).__name__,
-                        exc,
-                    )
-                quiet = len(self._outbox) * 4 < self.options.outbox_size
-                if self._repairs and quiet and not self._bus_down:
-                    self._send_repairs()
-            self._drained.set()
-            self._room.set()
-            self._wakeup.clear()
-            await self._wakeup.wait()
+    def _repair(self, topic: str, endpoint: str, channel_name: str) -> None:
+        """Envelopes of this channel were lost on the way out: publish our state of it (an
+        empty one if we have no members there any more), so peers drop the users we no
+        longer have, who would otherwise stay listed as ghosts after a lost USER_LEFT."""
+        channel = self._channels.get(topic)
+        users = channel.local_snapshot() if channel is not None else []
+        self._answer_state(topic, endpoint, channel_name, users)
 
     def _send_heartbeat(self, *, leaving: bool = False) -> None:
-        fields: dict[str, Any] = {
-            "nodeId": self.node_id,
-            "heartbeatIntervalMs": int(self.options.heartbeat_interval * 1000),
-            "heartbeatTimeoutMs": int(self.options.heartbeat_timeout * 1000),
-        }
-        if leaving:  # our extension: peers forget us instead of timing us out
-            fields["leaving"] = True
-        envelope = Envelope(
-            EnvelopeType.NODE_HEARTBEAT, self.node_id, HEARTBEAT_NAME, HEARTBEAT_NAME, fields
-        )
-        self._enqueue(self.layout.heartbeat(), envelope)
+        self._enqueue(self.layout.heartbeat(), self.liveness.heartbeat(leaving=leaving))
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -485,31 +330,25 @@ class ClusterNode:
         while True:
             await asyncio.sleep(self.options.liveness_check_interval)
             now = self.clock()
-            for node_id in self.registry.expire(now):
+            for node_id in self.liveness.expire(now):
                 self._node_died(node_id)
             self._expire_resyncs(now)
 
     def node_heartbeat(self, node_id: str, timeout: float | None, *, leaving: bool = False) -> None:
-        if leaving:  # a graceful shutdown: its users left already, it is not dead
-            self.registry.forget(node_id)
-            self._sequences.forget_source(node_id)
+        heard = self.liveness.observe(node_id, timeout, self.clock(), leaving=leaving)
+        if heard is Heard.LEFT:
+            self.gate.sequences.forget_source(node_id)
             return
-        is_new = self.registry.heartbeat(node_id, self.clock(), timeout)
-        if is_new:
-            # Our first heartbeat may have gone out before it subscribed: tell it our
-            # timeout now, or it would give us the upstream 90 s if we died soon.
-            self._send_heartbeat()
-        if is_new and node_id in self._buried:
-            # Declared dead too early (a pause, a partition): its users were dropped here.
-            self._buried.remove(node_id)
+        if heard is not Heard.KNOWN:
+            self._send_heartbeat()  # it may have missed ours: it must know our timeout
+        if heard is Heard.RETURNED:
             log.warning("node %s is back after being declared dead; resyncing", node_id)
             for channel in list(self._channels.values()):
                 self.resync(channel, "node_returned")
 
     def _node_died(self, node_id: str) -> None:
         self.stats.dead_nodes += 1
-        self._buried.append(node_id)
-        self._sequences.forget_source(node_id)
+        self.gate.sequences.forget_source(node_id)
         removed = 0
         for channel in list(self._channels.values()):
             for user_id in channel.remote_users_of(node_id):
@@ -535,56 +374,13 @@ class ClusterNode:
             inbound.apply(self, channel, topic, envelope)
 
     def _accept(self, topic: str, data: bytes) -> Envelope | None:
-        """Check the signature, validate, drop our own and duplicates, and check the
-        sender's sequence."""
-        verified = False
-        if self._signer is not None:
-            body = self._signer.verify(data)
-            if body is not None:
-                data, verified = body, True
-            elif EnvelopeSigner.is_signed(data) or not self.options.accept_unsigned:
-                self._unauthenticated(topic, data)
-                return None
-            else:
-                self.stats.unsigned += 1
-        try:
-            envelope = decode_envelope(data, verified=verified)
-        except InvalidEnvelope as exc:
-            self.stats.invalid += 1
-            self._invalid_log.warning("dropped an invalid envelope on %s: %s", topic, exc)
+        accepted = self.gate.accept(topic, data)
+        if accepted is None:
             return None
-        if (
-            verified
-            and abs(time.time() - envelope.timestamp / 1000) > self.options.max_envelope_age
-        ):
-            self.stats.bad_signatures += 1
-            self._signature_log.warning(
-                "dropped a signed envelope on %s from %.0f s ago: a replay, or clocks apart",
-                topic,
-                time.time() - envelope.timestamp / 1000,
-            )
-            return None
-        if envelope.source_node_id == self.node_id:
-            return None  # the broker echoes our own publications
-        if self._recent.seen(envelope.message_id):
-            self.stats.duplicates += 1
-            return None
-        self.stats.received += 1
-        seq = envelope.fields.get("seq")
-        if isinstance(seq, int) and not isinstance(seq, bool):
-            status = self._sequences.observe(envelope.source_node_id, topic, seq)
-            if status is SeqStatus.GAP:
-                self._gap(topic, envelope.source_node_id)
+        envelope, gap = accepted
+        if gap:
+            self._gap(topic, envelope.source_node_id)
         return envelope
-
-    def _unauthenticated(self, topic: str, data: bytes) -> None:
-        if EnvelopeSigner.is_signed(data):
-            self.stats.bad_signatures += 1
-            reason = "its signature matches none of our keys"
-        else:
-            self.stats.unsigned += 1
-            reason = "it is unsigned (set accept_unsigned for unsigned peers)"
-        self._signature_log.warning("dropped an envelope on %s: %s", topic, reason)
 
     def _gap(self, topic: str, source: str) -> None:
         self.stats.gaps += 1

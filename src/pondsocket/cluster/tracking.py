@@ -123,3 +123,33 @@ class SequenceTracker:
     def forget_topic(self, topic: str) -> None:
         for key in [k for k in self._last if k[1] == topic]:
             del self._last[key]
+
+
+class PendingResyncs:
+    """Channels whose state was asked for again, and the remote users nobody has
+    confirmed since: those still unconfirmed at the deadline have left."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[float, set[str]]] = {}
+
+    def begin(self, topic: str, unconfirmed: set[str], deadline: float) -> None:
+        """Start (or extend) a resync; users unconfirmed by an earlier one stay so."""
+        earlier = self._pending.get(topic)
+        if earlier is not None:
+            unconfirmed |= earlier[1]
+        self._pending[topic] = (deadline, unconfirmed)
+
+    def confirm(self, topic: str, user_ids: set[str]) -> None:
+        pending = self._pending.get(topic)
+        if pending is not None:
+            pending[1].difference_update(user_ids)
+
+    def forget(self, topic: str) -> None:
+        self._pending.pop(topic, None)
+
+    def expire(self, now: float) -> list[tuple[str, set[str]]]:
+        """Remove and return ``(topic, unconfirmed users)`` of resyncs past their deadline."""
+        done = [(t, users) for t, (deadline, users) in self._pending.items() if now >= deadline]
+        for topic, _ in done:
+            del self._pending[topic]
+        return done

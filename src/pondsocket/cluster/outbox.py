@@ -1,0 +1,167 @@
+"""The one queue from this node's channels to the broker.
+
+Channels never await the broker: their envelopes wait here, bounded by
+``ClusterOptions.outbox_size``, and one task publishes them in order. Each gets the next
+per-topic ``seq`` and, in a signed cluster, its signature. What does not go out (the queue
+is full, the broker refused it) is never lost silently: its sequence number is skipped, so
+peers see a gap at the next envelope and resync, and the topic is handed to ``repair``
+once the queue has drained, for the node to publish its whole state of that channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Callable
+
+from pondsocket.cluster.envelope import Envelope, EnvelopeType
+from pondsocket.cluster.options import ClusterOptions
+from pondsocket.cluster.signing import EnvelopeSigner
+from pondsocket.cluster.stats import ClusterStats
+from pondsocket.core.ratelog import RateLimitedLog
+from pondsocket.pubsub.base import PubSub, PubSubClosedError
+
+log = logging.getLogger("pondsocket.cluster")
+
+Repair = Callable[[str, str, str], None]
+"""``repair(topic, endpoint_name, channel_name)``: publish our state of that channel."""
+
+
+class ClusterOutbox:
+    def __init__(
+        self,
+        pubsub: PubSub,
+        options: ClusterOptions,
+        stats: ClusterStats,
+        signer: EnvelopeSigner | None,
+        repair: Repair,
+    ) -> None:
+        self._pubsub = pubsub
+        self._size = options.outbox_size
+        self._stats = stats
+        self._signer = signer
+        self._repair = repair
+        self._queue: collections.deque[tuple[str, bytes, Envelope]] = collections.deque()
+        self._seq: dict[str, int] = collections.defaultdict(int)
+        # Channel topics that lost envelopes: repaired once the queue has drained.
+        self._repairs: dict[str, tuple[str, str]] = {}
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.bus_down = False
+        """While the bus is down nothing waits for room and no repair is sent: local
+        delivery goes on, and the resync after the outage repairs what peers missed."""
+        self._drop_log = RateLimitedLog(log, interval=1.0)
+        self._publish_log = RateLimitedLog(log)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._flush_loop(), name="pondsocket-cluster-flush")
+
+    async def aclose(self, timeout: float) -> None:
+        """Stop taking envelopes, publish what is queued (bounded by ``timeout``), stop."""
+        self._closed = True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._drained.wait()
+        except TimeoutError:
+            log.warning("cluster node closed with %d unsent envelopes", len(self._queue))
+        self._room.set()  # nobody waits for a queue that will not drain
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def put(self, topic: str, envelope: Envelope) -> None:
+        if self._closed:
+            return
+        if len(self._queue) >= self._size:
+            self._stats.dropped += 1
+            self._lost(topic, envelope)
+            self._drop_log.warning(
+                "cluster outbox full (%d): dropped %s (%d dropped so far); peers get this"
+                " node's state of the channels concerned once it drains",
+                len(self._queue),
+                envelope.type,
+                self._stats.dropped,
+            )
+            return
+        self._seq[topic] += 1
+        envelope.fields["seq"] = self._seq[topic]
+        data = envelope.encode()
+        if self._signer is not None:
+            data = self._signer.sign(data)
+        self._queue.append((topic, data, envelope))
+        self._drained.clear()
+        self._wakeup.set()
+
+    async def wait_for_room(self) -> None:
+        """Backpressure for client input: while the queue is more than half full (the
+        broker or this process is not keeping up), wait until it drains below a quarter,
+        so a flood slows its senders down (TCP) instead of losing envelopes."""
+        if len(self._queue) * 2 < self._size or self._flusher_gone():
+            return
+        while len(self._queue) * 4 >= self._size and not self._flusher_gone():
+            self._room.clear()
+            await self._room.wait()
+
+    def release_waiters(self) -> None:
+        self._room.set()
+
+    def _flusher_gone(self) -> bool:
+        return self._closed or self.bus_down or self._task is None or self._task.done()
+
+    def _lost(self, topic: str, envelope: Envelope) -> None:
+        if envelope.type is EnvelopeType.NODE_HEARTBEAT:
+            return
+        if "seq" not in envelope.fields:
+            self._seq[topic] += 1
+        self._repairs[topic] = (envelope.endpoint_name, envelope.channel_name)
+
+    def _send_repairs(self) -> None:
+        budget = max(1, self._size // 2)
+        while self._repairs and len(self._queue) < budget:
+            topic = next(iter(self._repairs))
+            endpoint, name = self._repairs.pop(topic)
+            self._repair(topic, endpoint, name)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            while self._queue:
+                if len(self._queue) * 4 < self._size:
+                    self._room.set()
+                await self._publish(*self._queue.popleft())
+                quiet = len(self._queue) * 4 < self._size
+                if self._repairs and quiet and not self.bus_down:
+                    self._send_repairs()
+            self._drained.set()
+            self._room.set()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    async def _publish(self, topic: str, data: bytes, envelope: Envelope) -> None:
+        try:
+            await self._pubsub.publish(topic, data)
+            self._stats.published += 1
+        except PubSubClosedError:
+            self._queue.clear()
+        except Exception as exc:
+            self._stats.publish_errors += 1
+            self._lost(topic, envelope)
+            self._publish_log.warning(
+                "publishing to %s failed, %s lost (%s: %s); peers get this node's"
+                " state of the channel once publishing works",
+                topic,
+                envelope.type,
+                type(exc).__name__,
+                exc,
+            )
