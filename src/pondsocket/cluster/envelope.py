@@ -80,10 +80,11 @@ def decode_envelope(data: bytes, *, verified: bool = False) -> Envelope:
         raise InvalidEnvelope(f"not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise InvalidEnvelope("not a JSON object")
-    if raw.pop("protocol", None) != PROTOCOL or raw.pop("version", None) != VERSION:
+    version = raw.pop("version", None)
+    if raw.pop("protocol", None) != PROTOCOL or type(version) is not int or version != VERSION:
         raise InvalidEnvelope("wrong protocol or version")
     kind = raw.pop("type", None)
-    if kind not in _TYPES:
+    if not isinstance(kind, str) or kind not in _TYPES:
         raise InvalidEnvelope(f"unknown type {kind!r}")
     for name in _STRING_FIELDS:
         if not isinstance(raw.get(name), str):

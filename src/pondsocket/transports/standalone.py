@@ -379,6 +379,9 @@ class StandaloneServer:
         if found is None:
             return _text_response(404, "Not Found")
         endpoint, route = found
+        if "Sec-WebSocket-Key" not in request.headers:
+            # websockets would refuse it after the app's handler ran: refuse it before
+            return _text_response(400, "Missing Sec-WebSocket-Key header")
         conn_request = ConnectionRequest.from_raw(
             path, query, request.headers.raw_items(), _client_address(connection)
         )

@@ -49,6 +49,10 @@ def new_request_id() -> str:
 def decode_client_message(data: bytes | str) -> ClientMessage | DecodeError | ApplicationPing:
     try:
         message = _decoder.decode(data)
+    except RecursionError:  # msgspec recurses per level: ~1000 levels in 2 KB
+        return DecodeError(ErrorCode.INVALID_MESSAGE, "Invalid message: nested too deeply", 400)
+    except UnicodeEncodeError:  # a str with lone surrogates (only from in-process callers)
+        return DecodeError(ErrorCode.INVALID_UTF8, "Message is not valid UTF-8", 400)
     except msgspec.ValidationError as exc:
         return _salvage(data, f"Invalid message: {exc}")
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -65,7 +69,31 @@ def decode_client_message(data: bytes | str) -> ClientMessage | DecodeError | Ap
             request_id=message.requestId or None,
             channel_name=message.channelName or None,
         )
+    if not _relayable(message.payload):
+        return DecodeError(
+            ErrorCode.INVALID_MESSAGE,
+            f"Invalid message: the payload nests deeper than {MAX_PAYLOAD_DEPTH} levels or"
+            " holds an integer outside the 64-bit range",
+            400,
+            request_id=message.requestId,
+            channel_name=message.channelName,
+        )
     return message
+
+
+MAX_PAYLOAD_DEPTH = 250
+"""About what orjson can encode in a frame (255 levels, the frame itself included)."""
+
+
+def _relayable(payload: dict[str, Any]) -> bool:
+    # Whatever is accepted must be encodable again (to other members, to other nodes):
+    # orjson refuses integers beyond 64 bits and deep nesting, msgspec decodes both. One
+    # C-speed encode of the payload, in its place in a frame, checks both.
+    try:
+        orjson.dumps({"payload": payload})
+    except TypeError:
+        return False
+    return True
 
 
 def _is_utf8(data: bytes | str) -> bool:
