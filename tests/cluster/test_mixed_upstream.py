@@ -4,7 +4,7 @@ node death) must reach the clients of the other node as a presence ``LEAVE``.
 
 Upstream is installed from PyPI into a venv of its own by the test setup (the bench's cache
 venvs, :func:`pondsocket.bench.compare.ensure_env`), never vendored, and runs the app
-below on uvicorn. Its own defects (PROTOCOL.md Appendix B) are marked as expected failures.
+below on uvicorn. Its own defects (docs/protocol.md) are marked as expected failures.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ async def test_upstream_node_death_reaches_our_clients(mixed: Mixed) -> None:
 
 
 @pytest.mark.xfail(
-    reason="upstream Python 0.0.7 defect (PROTOCOL.md App. B): it sends no LEAVE when a "
+    reason="upstream Python 0.0.7 defect (docs/protocol.md): it sends no LEAVE when a "
     "peer node dies",
     strict=True,
 )

@@ -1,7 +1,7 @@
 """A tiny FAKE PondSocket server, used ONLY to self-check the JS-client harness.
 
 This is not our server and not a reference for the protocol: it speaks just enough of it
-(/work/shared/spec/PROTOCOL.md §1, Appendix A) for ``tests/js/selftest.py`` to prove that
+(/work/shared/spec/docs/protocol.md, Appendix A) for ``tests/js/selftest.py`` to prove that
 ``tests/js/driver.mjs`` + ``tests/jsclient.py`` can drive the real npm client without depending
 on the pondsocket package. The real tests run the same harness against our real server. It is
 deliberately not part of the pytest suite.

@@ -1,4 +1,4 @@
-"""Golden tests of the v1 envelope codec: one per message type, as PROTOCOL.md §3.6 shows
+"""Golden tests of the v1 envelope codec: one per message type, as docs/protocol.md shows
 them (ours add a per-topic ``seq`` when sent, which other implementations ignore)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for the strict path-pattern dialect (PROTOCOL.md §2.3)."""
+"""Tests for the strict path-pattern dialect (docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ class Client(WSListener):
                 transport.disconnect()
             return
         data = frame.get_payload_as_bytes()
-        if b"\n" in data:  # a server may batch messages, one per line (PROTOCOL.md §1.4)
+        if b"\n" in data:  # a server may batch messages, one per line (docs/protocol.md)
             for line in data.split(b"\n"):
                 if line.strip():
                     self._message(line)

@@ -1,4 +1,4 @@
-"""The "pondsocket.distributed" v1 envelope (PROTOCOL.md §3.4, §3.6): codec and validation.
+"""The "pondsocket.distributed" v1 envelope (docs/protocol.md): codec and validation.
 
 Receivers apply the JS rules (the strictest peer) and drop anything else; senders always
 emit every envelope field. Type-specific fields stay in ``fields`` so unknown extras from

@@ -1,4 +1,4 @@
-"""Applying other nodes' envelopes to a local channel (PROTOCOL.md §3.6, receivers)."""
+"""Applying other nodes' envelopes to a local channel (docs/protocol.md, receivers)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One heartbeat per node, and which peers are alive (PROTOCOL.md: NODE_HEARTBEAT).
+"""One heartbeat per node, and which peers are alive (docs/protocol.md, "Cluster traffic").
 
 Pure decisions with time passed in: the node sends what :meth:`Liveness.heartbeat`
 builds, feeds peers' heartbeats to :meth:`Liveness.observe` and acts on the outcome, and

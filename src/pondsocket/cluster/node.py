@@ -1,4 +1,4 @@
-"""This process as a node of a PondSocket cluster (PROTOCOL.md §3).
+"""This process as a node of a PondSocket cluster (docs/protocol.md).
 
 Channels serve their local members themselves and tell the node (their :class:`Relay`)
 what changed; the node publishes that as v1 envelopes on the channel's topic. Envelopes

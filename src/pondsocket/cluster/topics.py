@@ -1,4 +1,4 @@
-"""Broker topic names of the distributed protocol (PROTOCOL.md §3.3)."""
+"""Broker topic names of the distributed protocol (docs/protocol.md)."""
 
 from __future__ import annotations
 

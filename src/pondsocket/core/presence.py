@@ -1,4 +1,4 @@
-"""Presence of one channel as plain data (PROTOCOL.md §1.8).
+"""Presence of one channel as plain data (docs/protocol.md).
 
 Operations validate and return the change; building and sending frames is the channel's
 job. UPDATE frames carry the *new* presence in ``changed`` (Go's choice; the JS server

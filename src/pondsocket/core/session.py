@@ -179,7 +179,7 @@ class Session:
 
     def _refuse_join(self, msg: ClientMessage, code: ErrorCode, message: str, status: int) -> None:
         # SYSTEM/UNAUTHORIZED is the one form both published clients decline on: npm 0.0.32
-        # looks only at the event, PyPI 0.0.6 only at SYSTEM + UNAUTHORIZED (PROTOCOL.md B).
+        # looks only at the event, PyPI 0.0.6 only at SYSTEM + UNAUTHORIZED (docs/protocol.md).
         self._send(
             ServerAction.SYSTEM, EVENT_UNAUTHORIZED, msg, error_payload(code, message, status)
         )

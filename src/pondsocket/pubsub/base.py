@@ -3,7 +3,7 @@
 Spec for backend authors:
 
 * A *topic* is a non-empty string. A *pattern* ending in ``.*`` is a prefix pattern: it
-  matches every topic starting with the text before the ``.*`` (PROTOCOL.md §3.2), so
+  matches every topic starting with the text before the ``.*`` (docs/protocol.md), so
   ``pond:v1:default:.*`` matches ``pond:v1:default:chat`` and ``pond.chat.*`` matches
   ``pond.chat.room1`` and also ``pond.chatter``. Any other pattern is an exact topic, taken literally (a ``*``
   elsewhere has no special meaning: channel names chosen by clients may contain one). Handlers are ``async def handler(topic: str, data: bytes)``.

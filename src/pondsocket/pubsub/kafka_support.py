@@ -26,7 +26,7 @@ DEFAULT_PORT = 9092
 MAX_TOPIC_NAME = 249  # Kafka's limit on a topic name
 
 _LAYOUT = re.compile(r"([^:]+):v1:([^:]+):")
-"""The head of a PondSocket cluster topic: ``<prefix>:v1:<namespace>:`` (PROTOCOL.md §3.3)."""
+"""The head of a PondSocket cluster topic: ``<prefix>:v1:<namespace>:`` (docs/protocol.md)."""
 _LAYOUT_START = re.compile(r"[^:]*|[^:]+:(v|v1)?|[^:]+:v1:[^:]*")
 """Texts that are not a complete layout head but could begin one (``pond``, ``pond:v1:de``)."""
 _ILLEGAL = re.compile(r"[^a-zA-Z0-9._-]")

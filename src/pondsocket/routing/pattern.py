@@ -1,6 +1,6 @@
 """Path patterns for endpoint paths, channel names and event names.
 
-This is the *strict* dialect of PROTOCOL.md §2.3, with a few documented choices:
+This is the *strict* dialect of docs/protocol.md, with a few documented choices:
 
 * A pattern is split on ``/`` with no normalisation: leading, trailing and doubled
   slashes are significant (``/test/:id`` does not match ``test/5``).

@@ -2,7 +2,7 @@
 
 Why websockets' *new* asyncio server: its ``process_request`` hook may be a coroutine, so
 the (possibly async) connection handler runs *before* the HTTP upgrade is answered and a
-decline becomes a real HTTP status (PROTOCOL.md §1.3). picows is faster but its upgrade
+decline becomes a real HTTP status (docs/protocol.md). picows is faster but its upgrade
 hook is synchronous.
 
 Outgoing frames bypass ``await connection.send()``: the core's fan-out calls

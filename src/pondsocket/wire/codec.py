@@ -1,4 +1,4 @@
-"""Decode client messages and encode server frames (PROTOCOL.md §1.4).
+"""Decode client messages and encode server frames (docs/protocol.md).
 
 Decoding never raises: it returns a :class:`ClientMessage` or a :class:`DecodeError` that
 carries whatever ``requestId``/``channelName`` could still be read, so the error frame can

@@ -1,4 +1,4 @@
-"""The client protocol's message types (PROTOCOL.md §1.4-§1.6).
+"""The client protocol's message types (docs/protocol.md).
 
 Client messages decode into :class:`ClientMessage`, a msgspec ``Struct`` that validates
 while it parses. Server frames are built as plain values and encoded once by
@@ -52,7 +52,7 @@ ENDPOINT_CHANNEL = "ENDPOINT"
 EVENT_CONNECTION = "CONNECTION"
 EVENT_ACKNOWLEDGE = "ACKNOWLEDGE"
 # Every join refusal is SYSTEM/UNAUTHORIZED: npm 0.0.32 declines on the event alone, the PyPI
-# client 0.0.6 only on a SYSTEM frame (PROTOCOL.md Appendix A and B).
+# client 0.0.6 only on a SYSTEM frame (docs/protocol.md).
 EVENT_UNAUTHORIZED = "UNAUTHORIZED"
 EVENT_EXIT_ACKNOWLEDGE = "EXIT_ACKNOWLEDGE"
 EVENT_INVALID_MESSAGE = "INVALID_MESSAGE"
