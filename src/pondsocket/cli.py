@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pondsocket import PondSocket, UsageError, __version__, tune_gc
+from pondsocket.cluster.signing import read_secret_file
 from pondsocket.pubsub.urls import BACKENDS, connect_url
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -121,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument("--namespace", help="cluster namespace (default: default)")
     cluster.add_argument("--prefix", help="topic prefix (default: pondsocket)")
+    cluster.add_argument(
+        "--cluster-secret-file",
+        metavar="PATH",
+        help="sign and verify cluster envelopes with the keys in PATH (one per line, the "
+        "first signs; see docs/security.md); default: PONDSOCKET_CLUSTER_SECRET if set",
+    )
     commands.add_parser(
         "bench",
         help="benchmark PondSocket servers on 127.0.0.1 (pondsocket bench --help)",
@@ -184,15 +191,14 @@ def _serve(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     if args.gc_tuning:
         tune_gc()
-    uvicorn.run(
-        pond.asgi,
+    config = pond.asgi.uvicorn_config(  # limits, keep-alive, handshake timeout
         host=args.host,
         port=args.port,
         ws="websockets-sansio",
         lifespan="on",
         log_level=args.log_level,
-        **pond.asgi.uvicorn_options(),  # frame limit and keep-alive from PondOptions
     )
+    uvicorn.Server(config).run()
     return 0
 
 
@@ -268,13 +274,23 @@ def _is_prefix(missing: str, module_name: str) -> bool:
 
 def _apply_cluster(pond: PondSocket, args: argparse.Namespace) -> None:
     """Connect the broker when serving starts (inside the server's event loop)."""
-    changes = {k: v for k, v in (("namespace", args.namespace), ("prefix", args.prefix)) if v}
+    changes: dict[str, Any] = {
+        k: v for k, v in (("namespace", args.namespace), ("prefix", args.prefix)) if v
+    }
+    if args.cluster_secret_file:
+        try:
+            changes["secret"] = read_secret_file(args.cluster_secret_file)
+        except UsageError as exc:
+            raise CLIError(str(exc)) from None
     if args.redis and args.pubsub:
         raise CLIError("give either --pubsub or --redis, not both")
     url = args.pubsub or args.redis
     if url is None:
         if changes or args.sharded:
-            raise CLIError("--namespace, --prefix and --sharded need --pubsub (or --redis)")
+            raise CLIError(
+                "--namespace, --prefix, --sharded and --cluster-secret-file need --pubsub"
+                " (or --redis)"
+            )
         return
     scheme = urlsplit(url).scheme.lower()
     if scheme not in BACKENDS:

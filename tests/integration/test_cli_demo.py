@@ -312,7 +312,7 @@ def test_asgi_serve_tunes_gc_unless_told_not_to(
 
     calls: list[str] = []
     monkeypatch.setattr(pondsocket.cli, "tune_gc", lambda: calls.append("tune_gc"))
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append("uvicorn"))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, **kwargs: calls.append("uvicorn"))
     assert main(["serve", "chatapp:pond", "--asgi", *flags]) == 0
     assert calls == ["tune_gc"] * tuned + ["uvicorn"]
 
@@ -506,3 +506,56 @@ def test_serve_with_a_broker_joins_a_cluster(spawn: Any, asgi: bool, option: str
         assert server.interrupt() == 0
         assert "Traceback" not in server.output
         assert "joined cluster pondsocket:" + namespace in server.output
+
+
+def _presence_names(ws: Any, wait: float) -> list[str]:
+    """The last presence list ``ws`` gets within ``wait`` seconds."""
+    names: list[str] = []
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            raw = ws.recv(timeout=max(0.05, deadline - time.monotonic()))
+        except TimeoutError:
+            break
+        frame = json.loads(raw)
+        if frame["action"] == "PRESENCE":
+            names = sorted(p["username"] for p in frame["payload"]["presence"])
+    return names
+
+
+def test_cluster_secret_file_signs_the_cluster(spawn: Any, tmp_path: Path) -> None:
+    """Nodes started with the same ``--cluster-secret-file`` form a cluster; a node without
+    it is not believed (its unsigned envelopes are dropped)."""
+    secret = tmp_path / "cluster.key"
+    secret.write_text("# rotated 2026-12\nfirst-key-of-the-cli-test-cluster\n")
+    namespace = f"cli-signed-{os.getpid()}-{time.monotonic_ns()}"
+    base = ["serve", "pondsocket.demo.app:create_demo", "--redis", "redis://127.0.0.1:6379/0"]
+    base += ["--namespace", namespace]
+    signed = [spawn(*base, "--cluster-secret-file", str(secret)) for _ in range(2)]
+    outsider = spawn(*base)
+    with (
+        ws_connect(f"ws://127.0.0.1:{signed[0].port}/socket?username=ann") as ann,
+        ws_connect(f"ws://127.0.0.1:{signed[1].port}/socket?username=bob") as bob,
+        ws_connect(f"ws://127.0.0.1:{outsider.port}/socket?username=eve") as eve,
+    ):
+        for ws in (ann, bob, eve):
+            receive(ws)  # CONNECTION
+            send(ws, "JOIN_CHANNEL", ROOM, "JOIN_CHANNEL")
+        assert _presence_names(ann, 3.0) == ["ann", "bob"]
+    for server in (*signed, outsider):
+        assert server.interrupt() == 0
+        assert "Traceback" not in server.output
+    assert "dropped an envelope" in signed[0].output and "unsigned" in signed[0].output
+
+
+def test_a_bad_cluster_secret_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weak = tmp_path / "weak.key"
+    weak.write_text("short\n")
+    command = ["serve", "pondsocket.demo.app:create_demo", "--redis", "redis://127.0.0.1:6379"]
+    for path in (weak, tmp_path / "missing.key"):
+        code = main([*command, "--cluster-secret-file", str(path)])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("pondsocket: error: ") and len(err.strip().splitlines()) == 1
