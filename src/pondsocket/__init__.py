@@ -13,7 +13,6 @@ from pondsocket.core.lobby import Lobby
 from pondsocket.core.metrics import Metrics
 from pondsocket.core.options import OverflowPolicy, PondOptions
 from pondsocket.core.outlet import CloseCode
-from pondsocket.core.server import PondSocket
 from pondsocket.core.user import User
 from pondsocket.errors import (
     AlreadyDecidedError,
@@ -27,6 +26,7 @@ from pondsocket.errors import (
 )
 from pondsocket.pubsub import InMemoryPubSub, PubSub
 from pondsocket.runtime import tune_gc
+from pondsocket.server import PondSocket
 
 __version__ = "0.1.0.dev0"
 

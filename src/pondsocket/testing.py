@@ -18,9 +18,9 @@ import orjson
 
 from pondsocket.core.contexts import ConnectionContext
 from pondsocket.core.request import ConnectionRequest
-from pondsocket.core.server import PondSocket
 from pondsocket.core.session import Session
 from pondsocket.errors import PondSocketError
+from pondsocket.server import PondSocket
 
 Frame = dict[str, Any]
 

@@ -1,1 +1,1 @@
-"""The core model: server, endpoints, lobbies, channels, contexts. No sockets here."""
+"""The core model: endpoints, lobbies, channels, sessions, contexts. No sockets, no broker."""

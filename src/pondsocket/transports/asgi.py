@@ -28,8 +28,8 @@ from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAc
 if TYPE_CHECKING:
     import uvicorn
 
-    from pondsocket.core.server import PondSocket
     from pondsocket.core.session import Session
+    from pondsocket.server import PondSocket
     from pondsocket.transports.sse import SSETransport
 
 __all__ = ["ASGIApp", "ASGIApplication", "Message", "Receive", "Scope", "Send"]

@@ -38,10 +38,10 @@ from pondsocket.core.options import OverflowPolicy
 from pondsocket.core.outlet import CloseCode
 from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.request import ConnectionRequest
-from pondsocket.core.server import PondSocket
 from pondsocket.core.session import Session
 from pondsocket.errors import UsageError
 from pondsocket.runtime import tune_gc as tune_process_gc
+from pondsocket.server import PondSocket
 from pondsocket.transports.batching import FrameCache, WriteBatcher
 from pondsocket.transports.keepalive import keepalive_loop
 from pondsocket.wire.codec import encode_frame, new_request_id
