@@ -1,7 +1,8 @@
 """The ``pondsocket`` command.
 
     pondsocket serve myapp:pond [--host 127.0.0.1] [--port 8080] [--asgi]
-    pondsocket demo [--host 127.0.0.1] [--port 8080]
+                                [--certfile PEM --keyfile PEM] [--pubsub URL ...]
+    pondsocket demo [--host 127.0.0.1] [--port 8080] [--certfile PEM --keyfile PEM]
     pondsocket bench SCENARIO [...]   (see ``pondsocket bench --help``)
     pondsocket --version
 
@@ -19,6 +20,7 @@ import importlib
 import inspect
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -92,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a web origin that may connect, e.g. https://app.example.com or "
         "https://*.example.com (repeatable; '*' for any). Default: same origin only",
     )
+    common.add_argument(
+        "--certfile",
+        metavar="PATH",
+        help="serve TLS (wss://, https://) with this PEM certificate chain; needs --keyfile",
+    )
+    common.add_argument("--keyfile", metavar="PATH", help="the PEM private key of --certfile")
     common.add_argument(
         "--no-gc-tuning",
         dest="gc_tuning",
@@ -180,9 +188,10 @@ def _serve(args: argparse.Namespace) -> int:
     pond = load_target(args.target)
     _apply_options(pond, args)
     _apply_cluster(pond, args)
+    tls = _tls_context(args)
     if not args.asgi:
         _configure_logging(args.log_level)
-        pond.run(args.host, args.port, tune_gc=args.gc_tuning)
+        pond.run(args.host, args.port, tune_gc=args.gc_tuning, **({"ssl": tls} if tls else {}))
         return 0
     try:
         import uvicorn
@@ -191,12 +200,14 @@ def _serve(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     if args.gc_tuning:
         tune_gc()
+    certificate = {"ssl_certfile": args.certfile, "ssl_keyfile": args.keyfile} if tls else {}
     config = pond.asgi.uvicorn_config(  # limits, keep-alive, handshake timeout
         host=args.host,
         port=args.port,
         ws="websockets-sansio",
         lifespan="on",
         log_level=args.log_level,
+        **certificate,
     )
     uvicorn.Server(config).run()
     return 0
@@ -207,9 +218,11 @@ def _demo(args: argparse.Namespace) -> int:
 
     pond = create_demo()
     _apply_options(pond, args)
+    tls = _tls_context(args)
     _configure_logging(args.log_level)
+    scheme = "https" if tls else "http"
     print(
-        f"PondSocket demo chat: open http://{args.host}:{args.port}/ in two browser tabs",
+        f"PondSocket demo chat: open {scheme}://{args.host}:{args.port}/ in two browser tabs",
         flush=True,
     )
     pond.run(
@@ -217,6 +230,7 @@ def _demo(args: argparse.Namespace) -> int:
         args.port,
         tune_gc=args.gc_tuning,
         http_routes={"/": ("text/html; charset=utf-8", DEMO_PAGE)},
+        **({"ssl": tls} if tls else {}),
     )
     return 0
 
@@ -317,6 +331,26 @@ def _apply_cluster(pond: PondSocket, args: argparse.Namespace) -> None:
             options.namespace,
             pond.cluster.node_id,
         )
+
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server's TLS context from ``--certfile``/``--keyfile``, loaded now, so a bad
+    file is a one-line usage error before anything listens."""
+    if args.certfile is None and args.keyfile is None:
+        return None
+    if args.certfile is None or args.keyfile is None:
+        raise CLIError("--certfile and --keyfile go together")
+    for path in (args.certfile, args.keyfile):
+        if not os.path.isfile(path):
+            raise CLIError(f"no such file: {path}")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.certfile, args.keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        raise CLIError(
+            f"cannot use {args.certfile} / {args.keyfile} as a certificate and its key: {exc}"
+        ) from None
+    return context
 
 
 def _importable(module: str) -> bool:

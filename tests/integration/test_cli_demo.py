@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidMessage
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
@@ -559,3 +561,77 @@ def test_a_bad_cluster_secret_file_is_a_usage_error(
         assert code == 2
         err = capsys.readouterr().err
         assert err.startswith("pondsocket: error: ") and len(err.strip().splitlines()) == 1
+
+
+# -- TLS -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl, as on any server)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    subject = ["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run([*request, *subject, *files], check=True, capture_output=True)
+    return cert, key
+
+
+def _trusting(cert: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(cert))
+    return context
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["standalone", "asgi"])
+def test_serve_over_tls(spawn: Any, certificate: tuple[Path, Path], asgi: bool) -> None:
+    cert, key = certificate
+    args = ["serve", "pondsocket.demo.app:create_demo", "--certfile", str(cert)]
+    server = spawn(*args, "--keyfile", str(key), *(["--asgi"] if asgi else []))
+    url = f"wss://127.0.0.1:{server.port}/socket?username=ann"
+    with ws_connect(url, ssl=_trusting(cert)) as ws:
+        assert receive(ws)["event"] == "CONNECTION"
+        request_id = send(ws, "JOIN_CHANNEL", ROOM, "JOIN_CHANNEL")
+        assert receive(ws)["requestId"] == request_id  # joined, over TLS
+    # Plain ws:// to the TLS port is no WebSocket: the upgrade fails.
+    with (
+        pytest.raises((OSError, InvalidMessage)),
+        ws_connect(f"ws://127.0.0.1:{server.port}/socket", open_timeout=3),
+    ):
+        pass
+    assert server.interrupt() == 0
+    if not asgi:
+        assert f"listening on wss://127.0.0.1:{server.port}" in server.output
+
+
+def test_demo_over_tls_serves_the_page_over_https(
+    spawn: Any, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    server = spawn("demo", "--certfile", str(cert), "--keyfile", str(key))
+    page = urllib.request.urlopen(
+        f"https://127.0.0.1:{server.port}/", context=_trusting(cert), timeout=5
+    )
+    assert page.status == 200 and b"<html" in page.read().lower()
+    assert f"https://127.0.0.1:{server.port}/" in server.output
+    assert server.interrupt() == 0
+
+
+def test_tls_options_are_checked_before_serving(
+    certificate: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cert, key = certificate
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    command = ["serve", "pondsocket.demo.app:create_demo"]
+    cases = [
+        ["--certfile", str(cert)],
+        ["--keyfile", str(key)],
+        ["--certfile", str(tmp_path / "missing.pem"), "--keyfile", str(key)],
+        ["--certfile", str(garbage), "--keyfile", str(key)],
+        ["--certfile", str(key), "--keyfile", str(cert)],
+    ]
+    for flags in cases:
+        assert main([*command, *flags]) == 2, flags
+        err = capsys.readouterr().err
+        assert err.startswith("pondsocket: error: ") and len(err.strip().splitlines()) == 1, err

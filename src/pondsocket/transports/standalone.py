@@ -514,7 +514,8 @@ async def serve(
             else:
                 ready.set_exception(exc)
         raise
-    log.info("PondSocket listening on %s:%d", host, bound)
+    scheme = "wss" if ws_kwargs.get("ssl") is not None else "ws"
+    log.info("PondSocket listening on %s://%s:%d", scheme, host, bound)
     if ready is not None and not ready.done():
         ready.set_result(bound)
     stop = asyncio.Event()
