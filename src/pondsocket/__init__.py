@@ -17,6 +17,7 @@ from pondsocket.core.user import User
 from pondsocket.errors import (
     AlreadyDecidedError,
     HandlerError,
+    InvalidOptionError,
     NotJoinedError,
     PayloadError,
     PondSocketError,
@@ -39,6 +40,7 @@ __all__ = [
     "EventContext",
     "HandlerError",
     "InMemoryPubSub",
+    "InvalidOptionError",
     "JoinContext",
     "LeaveContext",
     "Lobby",

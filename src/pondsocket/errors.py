@@ -2,6 +2,7 @@
 
     PondSocketError
     ├── UsageError (also RuntimeError)      the API was called wrongly; the message says how to fix it
+    │   ├── InvalidOptionError (also ValueError)  an option or argument out of its range
     │   ├── AlreadyDecidedError             accept/decline called twice, or after the other
     │   └── NotJoinedError                  a channel operation for a user who is not a member
     ├── PayloadError (also TypeError)       a payload/presence/assigns value is not a JSON object
@@ -22,6 +23,11 @@ class PondSocketError(Exception):
 
 class UsageError(PondSocketError, RuntimeError):
     """The public API was used in a way it does not support."""
+
+
+class InvalidOptionError(UsageError, ValueError):
+    """An option, URL or argument has a value the API does not accept (a backend's
+    ``queue_size=0``, an unknown URL option, an empty topic)."""
 
 
 class AlreadyDecidedError(UsageError):

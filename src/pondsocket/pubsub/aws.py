@@ -33,6 +33,7 @@ from typing import Any
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
 from aiobotocore.session import AioSession, get_session  # type: ignore[import-untyped]
 
+from pondsocket.errors import InvalidOptionError
 from pondsocket.pubsub.aws_publisher import Publisher, backoff
 from pondsocket.pubsub.aws_support import (
     TRANSIENT,
@@ -396,7 +397,7 @@ class SnsSqsPubSub(PubSub):
         ``outbox_size`` messages have been waiting for ``publish_timeout`` seconds."""
         self._check_open()
         if not topic:
-            raise ValueError("pubsub topic is empty")
+            raise InvalidOptionError("pubsub topic is empty")
         if not isinstance(data, bytes):
             data = bytes(data)
         body, attributes, size = encode(topic, data)

@@ -17,6 +17,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     ClientError,
 )
 
+from pondsocket.errors import InvalidOptionError
 from pondsocket.pubsub.base import (
     MessageHandler,
 )
@@ -93,28 +94,34 @@ class Options:
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.topic):
-            raise ValueError(f"topic {self.topic!r}: 1-256 characters among A-Z a-z 0-9 _ -")
+            raise InvalidOptionError(
+                f"topic {self.topic!r}: 1-256 characters among A-Z a-z 0-9 _ -"
+            )
         if not re.fullmatch(r"[A-Za-z0-9_-]{0,40}", self.queue_prefix):
-            raise ValueError(f"queue_prefix {self.queue_prefix!r}: up to 40 of A-Z a-z 0-9 _ -")
+            raise InvalidOptionError(
+                f"queue_prefix {self.queue_prefix!r}: up to 40 of A-Z a-z 0-9 _ -"
+            )
         if not 1 <= self.max_message_size <= SNS_LIMIT:
-            raise ValueError(f"max_message_size must be between 1 and {SNS_LIMIT}")
+            raise InvalidOptionError(f"max_message_size must be between 1 and {SNS_LIMIT}")
         if not 1 <= self.publish_batch_size <= 10:
-            raise ValueError("publish_batch_size must be between 1 and 10 (the SNS batch limit)")
+            raise InvalidOptionError(
+                "publish_batch_size must be between 1 and 10 (the SNS batch limit)"
+            )
         if not 0 <= self.wait_time_seconds <= 20:
-            raise ValueError("wait_time_seconds must be between 0 and 20")
+            raise InvalidOptionError("wait_time_seconds must be between 0 and 20")
         if not 60 <= self.message_retention <= 1_209_600:
-            raise ValueError("message_retention must be between 60 and 1209600 seconds")
+            raise InvalidOptionError("message_retention must be between 60 and 1209600 seconds")
         if not 0 <= self.visibility_timeout <= 43_200:
-            raise ValueError("visibility_timeout must be between 0 and 43200 seconds")
+            raise InvalidOptionError("visibility_timeout must be between 0 and 43200 seconds")
         for name in ("publish_concurrency", "outbox_size", "queue_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+                raise InvalidOptionError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         for name in ("publish_timeout", "close_timeout"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
+                raise InvalidOptionError(f"{name} must not be negative")
         for name in ("backoff_base", "backoff_cap", "connect_timeout"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
+                raise InvalidOptionError(f"{name} must be positive")
 
 
 _URL_OPTIONS = {f.name: f.type for f in fields(Options) if f.name != "region"}
@@ -124,7 +131,7 @@ def parse_url(url: str) -> dict[str, Any]:
     """Options from ``sns+sqs://REGION?endpoint=URL&topic=NAME&<option>=<value>...``."""
     parts = urlsplit(url)
     if parts.scheme.lower() != "sns+sqs":
-        raise ValueError(f"not an sns+sqs:// URL: {url!r}")
+        raise InvalidOptionError(f"not an sns+sqs:// URL: {url!r}")
     found: dict[str, Any] = {}
     if parts.hostname:
         found["region"] = parts.hostname
@@ -132,7 +139,7 @@ def parse_url(url: str) -> dict[str, Any]:
         name = "endpoint_url" if key in ("endpoint", "endpoint_url") else key
         kind = _URL_OPTIONS.get(name)
         if kind is None:
-            raise ValueError(f"unknown sns+sqs:// URL option {key!r}")
+            raise InvalidOptionError(f"unknown sns+sqs:// URL option {key!r}")
         if "int" in str(kind):
             found[name] = int(value)
         elif "float" in str(kind):

@@ -34,7 +34,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable
 
-from pondsocket.errors import PondSocketError
+from pondsocket.errors import InvalidOptionError, PondSocketError
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
 
@@ -65,7 +65,7 @@ class MessageTooLargeError(PubSubError, ValueError):
 
 def validate_pattern(pattern: str) -> None:
     if not pattern or pattern == ".*":
-        raise ValueError(f"pubsub pattern {pattern!r} is empty")
+        raise InvalidOptionError(f"pubsub pattern {pattern!r} is empty")
 
 
 def pattern_matches(pattern: str, topic: str) -> bool:

@@ -39,6 +39,7 @@ from google.cloud import pubsub_v1  # type: ignore[import-untyped]
 from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports.grpc import SubscriberGrpcTransport
 
+from pondsocket.errors import InvalidOptionError
 from pondsocket.pubsub.base import (
     BusState,
     MessageHandler,
@@ -336,9 +337,9 @@ class GooglePubSub(PubSub):
         when ``max_outstanding`` publishes stay unconfirmed for ``publish_timeout``."""
         self._check_open()
         if not topic:
-            raise ValueError("pubsub topic is empty")
+            raise InvalidOptionError("pubsub topic is empty")
         if len(topic.encode()) > ATTRIBUTE_VALUE_MAX:
-            raise ValueError(f"topic {topic[:50]!r}... is longer than 1024 bytes")
+            raise InvalidOptionError(f"topic {topic[:50]!r}... is longer than 1024 bytes")
         data = bytes(data)
         if len(data) > self.options.max_message_size:
             raise MessageTooLargeError(topic, len(data), self.options.max_message_size)

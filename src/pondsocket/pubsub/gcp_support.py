@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from pondsocket.errors import InvalidOptionError
 from pondsocket.pubsub.base import (
     MessageHandler,
 )
@@ -38,7 +39,7 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$")
 
 def check_resource_name(kind: str, name: str) -> str:
     if not _NAME.match(name) or name.lower().startswith("goog"):
-        raise ValueError(
+        raise InvalidOptionError(
             f"invalid Google Pub/Sub {kind} name {name!r}: 3-255 characters, starting with a "
             "letter, of letters, digits and - _ . ~ + %, not starting with 'goog'"
         )
@@ -73,22 +74,26 @@ class Options:
 
     def __post_init__(self) -> None:
         if not self.project:
-            raise ValueError("a Google Cloud project is needed: gcppubsub://PROJECT")
+            raise InvalidOptionError("a Google Cloud project is needed: gcppubsub://PROJECT")
         if not 1 <= self.max_message_size <= PUBSUB_MAX_MESSAGE:
-            raise ValueError(f"max_message_size must be between 1 and {PUBSUB_MAX_MESSAGE}")
+            raise InvalidOptionError(f"max_message_size must be between 1 and {PUBSUB_MAX_MESSAGE}")
         for name in ("batch_max_messages", "batch_max_bytes", "max_outstanding", "queue_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+                raise InvalidOptionError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         if self.flow_max_messages < 1:
-            raise ValueError("flow_max_messages must be at least 1")
+            raise InvalidOptionError("flow_max_messages must be at least 1")
         for name in ("batch_max_latency", "publish_timeout", "reorder_window", "close_timeout"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, not {getattr(self, name)!r}")
+                raise InvalidOptionError(
+                    f"{name} must not be negative, not {getattr(self, name)!r}"
+                )
         for name in ("health_check_interval", "rpc_timeout", "backoff_base", "backoff_cap"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+                raise InvalidOptionError(f"{name} must be positive, not {getattr(self, name)!r}")
         if self.subscription_ttl < 86_400:
-            raise ValueError("subscription_ttl must be at least 86400 s (Pub/Sub's minimum)")
+            raise InvalidOptionError(
+                "subscription_ttl must be at least 86400 s (Pub/Sub's minimum)"
+            )
         check_resource_name("topic", self.topic_name)
         check_resource_name("subscription", self.subscription_base + "-" + "0" * 12)
 
@@ -108,12 +113,12 @@ def parse_url(url: str) -> dict[str, Any]:
     """``gcppubsub://PROJECT?emulator=HOST:PORT&topic=NAME&...`` as keyword options."""
     parts = urlsplit(url)
     if parts.scheme.lower() != "gcppubsub":
-        raise ValueError(f"not a gcppubsub:// URL: {url!r}")
+        raise InvalidOptionError(f"not a gcppubsub:// URL: {url!r}")
     options: dict[str, Any] = {"project": parts.netloc}
     for key, value in parse_qsl(parts.query, keep_blank_values=False):
         spec = _FIELDS.get(key)
         if spec is None or key == "project":
-            raise ValueError(f"unknown gcppubsub:// URL option {key!r}")
+            raise InvalidOptionError(f"unknown gcppubsub:// URL option {key!r}")
         kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", "")
         options[key] = float(value) if kind == "float" else int(value) if kind == "int" else value
     return options

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from pondsocket.errors import InvalidOptionError
 from pondsocket.pubsub.base import (
     MessageHandler,
     PubSubError,
@@ -41,7 +42,7 @@ def parse_url(url: str) -> str:
     """``kafka://h1:9092,h2:9092`` -> the bootstrap list ``h1:9092,h2:9092``."""
     parts = urlsplit(url)
     if parts.scheme.lower() != "kafka":
-        raise ValueError(f"not a kafka:// URL: {url!r}")
+        raise InvalidOptionError(f"not a kafka:// URL: {url!r}")
     hosts = []
     for host in parts.netloc.rpartition("@")[2].split(","):
         host = host.strip()
@@ -51,7 +52,7 @@ def parse_url(url: str) -> str:
             host = f"{host}:{DEFAULT_PORT}"
         hosts.append(host)
     if not hosts:
-        raise ValueError(f"no broker address in {url!r}")
+        raise InvalidOptionError(f"no broker address in {url!r}")
     return ",".join(hosts)
 
 
@@ -128,12 +129,12 @@ class Options:
     def __post_init__(self) -> None:
         for name in ("partitions", "replication_factor", "max_message_size", "outbox_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+                raise InvalidOptionError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         for name in ("health_check_interval", "probe_timeout", "backoff_base", "backoff_cap"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+                raise InvalidOptionError(f"{name} must be positive, not {getattr(self, name)!r}")
         if self.queue_size < 1:
-            raise ValueError("queue_size must be at least 1")
+            raise InvalidOptionError("queue_size must be at least 1")
 
     @property
     def fetch_size(self) -> int:

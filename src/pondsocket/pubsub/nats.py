@@ -34,6 +34,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from pondsocket.errors import InvalidOptionError
 from pondsocket.pubsub.base import (
     BusState,
     MessageHandler,
@@ -145,7 +146,7 @@ class NatsPubSub(PubSub):
                     "the nats.aio.client.Client passed in is not connected"
                 )
             if url_or_client.options.get("no_echo"):
-                raise ValueError(
+                raise InvalidOptionError(
                     "NatsPubSub needs a client without no_echo (nodes hear themselves)"
                 )
             bus._chain_callbacks()
@@ -198,7 +199,7 @@ class NatsPubSub(PubSub):
         server_max = self.client.max_payload
         wanted = self.options.max_message_size
         if wanted is not None and wanted > server_max:
-            raise ValueError(
+            raise InvalidOptionError(
                 f"max_message_size {wanted} exceeds the server's max_payload ({server_max} "
                 "bytes); raise max_payload in nats-server's configuration first"
             )

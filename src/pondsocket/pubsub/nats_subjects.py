@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 
+from pondsocket.errors import InvalidOptionError
 from pondsocket.pubsub.base import PubSubError
 
 SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-/")
@@ -101,7 +102,7 @@ def check_subject_prefix(prefix: str) -> str:
     prefix = prefix.removesuffix(".")
     tokens = prefix.split(".")
     if any(not token or _BAD_PREFIX_TOKEN.search(token) for token in tokens):
-        raise ValueError(
+        raise InvalidOptionError(
             f"subject_prefix {prefix!r} must be NATS subject tokens separated by '.' "
             "(no empty token, whitespace, '*' or '>')"
         )

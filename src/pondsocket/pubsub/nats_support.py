@@ -7,6 +7,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from pondsocket.errors import InvalidOptionError
 from pondsocket.pubsub.base import (
     MessageHandler,
 )
@@ -44,17 +45,21 @@ class Options:
     def __post_init__(self) -> None:
         for name in ("queue_size", "pending_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+                raise InvalidOptionError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         if self.max_message_size is not None and self.max_message_size < 1:
-            raise ValueError(f"max_message_size must be at least 1, not {self.max_message_size}")
+            raise InvalidOptionError(
+                f"max_message_size must be at least 1, not {self.max_message_size}"
+            )
         if self.max_reconnect_attempts < -1:
-            raise ValueError("max_reconnect_attempts must be -1 (for ever), 0 or positive")
+            raise InvalidOptionError("max_reconnect_attempts must be -1 (for ever), 0 or positive")
         for name in ("reconnect_wait", "reconnect_jitter", "subscribe_timeout", "close_timeout"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, not {getattr(self, name)!r}")
+                raise InvalidOptionError(
+                    f"{name} must not be negative, not {getattr(self, name)!r}"
+                )
         for name in ("connect_timeout", "ping_interval"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+                raise InvalidOptionError(f"{name} must be positive, not {getattr(self, name)!r}")
 
 
 @dataclass(slots=True)

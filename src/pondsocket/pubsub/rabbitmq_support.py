@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pondsocket.errors import InvalidOptionError
 from pondsocket.pubsub.base import (
     MessageHandler,
     PubSubError,
@@ -110,7 +111,7 @@ def routing_key(topic: str) -> str:
     run of leading encoded words within :data:`KEPT_LIMIT` bytes, then ``~h`` and 32 hex
     digits of the topic's SHA-256; receivers take the topic from the header and filter."""
     if not topic:
-        raise ValueError("pubsub topic is empty")
+        raise InvalidOptionError("pubsub topic is empty")
     words = encode_words(topic)
     key = ".".join(words)
     if len(key) <= MAX_KEY:
@@ -165,7 +166,7 @@ class TopicTooLongError(PubSubError, ValueError):
 def check_topic(topic: str) -> None:
     """Raise ``ValueError`` for an empty topic, :class:`TopicTooLongError` for a long one."""
     if not topic:
-        raise ValueError("pubsub topic is empty")
+        raise InvalidOptionError("pubsub topic is empty")
     size = len(topic.encode("utf-8", "surrogatepass"))
     if size > MAX_TOPIC:
         raise TopicTooLongError(
@@ -193,18 +194,20 @@ class Options:
 
     def __post_init__(self) -> None:
         if not self.exchange or self.exchange.startswith("amq.") or len(self.exchange) > 255:
-            raise ValueError(
+            raise InvalidOptionError(
                 f"exchange {self.exchange!r}: 1-255 characters, not starting with 'amq.'"
             )
         for name in ("max_message_size", "queue_size", "outbox_size", "publish_batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+                raise InvalidOptionError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         for name in ("publish_timeout", "close_timeout"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, not {getattr(self, name)!r}")
+                raise InvalidOptionError(
+                    f"{name} must not be negative, not {getattr(self, name)!r}"
+                )
         for name in ("reconnect_interval", "connect_timeout", "resync_timeout"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+                raise InvalidOptionError(f"{name} must be positive, not {getattr(self, name)!r}")
 
 
 @dataclass(slots=True)

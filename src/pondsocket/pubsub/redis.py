@@ -30,6 +30,7 @@ from typing import Any
 from redis.asyncio import RedisCluster
 from redis.exceptions import RedisClusterException
 
+from pondsocket.errors import InvalidOptionError
 from pondsocket.pubsub.base import (
     BusState,
     MessageHandler,
@@ -142,7 +143,9 @@ class RedisPubSub(PubSub):
         if sharded and not isinstance(client, RedisCluster):
             if owns:
                 await client.aclose()
-            raise ValueError("sharded=True needs Redis Cluster (a RedisCluster or cluster URL)")
+            raise InvalidOptionError(
+                "sharded=True needs Redis Cluster (a RedisCluster or cluster URL)"
+            )
         bus = cls(client, owns_client=owns, options=options)
         try:
             await bus._start()
@@ -416,7 +419,7 @@ class RedisPubSub(PubSub):
         ``publish_timeout`` seconds."""
         self._check_open()
         if not topic:
-            raise ValueError("pubsub topic is empty")
+            raise InvalidOptionError("pubsub topic is empty")
         if not isinstance(data, bytes):
             data = bytes(data)
         if len(data) > self.options.max_message_size:

@@ -25,6 +25,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from pondsocket.errors import InvalidOptionError
 from pondsocket.pubsub.base import (
     MessageHandler,
     PubSubError,
@@ -140,15 +141,17 @@ class Options:
     def __post_init__(self) -> None:
         for name in ("max_message_size", "publish_batch_size", "outbox_size", "queue_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+                raise InvalidOptionError(f"{name} must be at least 1, not {getattr(self, name)!r}")
         for name in ("publish_timeout", "subscribe_timeout", "close_timeout"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, not {getattr(self, name)!r}")
+                raise InvalidOptionError(
+                    f"{name} must not be negative, not {getattr(self, name)!r}"
+                )
         for name in ("connect_timeout", "backoff_base", "backoff_cap"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+                raise InvalidOptionError(f"{name} must be positive, not {getattr(self, name)!r}")
         if self.health_check_interval < 0:
-            raise ValueError("health_check_interval must be 0 (off) or positive")
+            raise InvalidOptionError("health_check_interval must be 0 (off) or positive")
 
 
 @dataclass(slots=True)
@@ -219,7 +222,7 @@ def make_client(
     """The client to use and whether we created it (and so must close it)."""
     if isinstance(client_or_url, RedisCluster | Redis):
         if cluster is not None and cluster != isinstance(client_or_url, RedisCluster):
-            raise ValueError(f"cluster={cluster} does not match the client passed in")
+            raise InvalidOptionError(f"cluster={cluster} does not match the client passed in")
         return client_or_url, False
     if not isinstance(client_or_url, str):
         raise TypeError(
@@ -230,7 +233,7 @@ def make_client(
     scheme, sep, rest = url.partition("://")
     if scheme in _CLUSTER_SCHEMES:
         if cluster is False:
-            raise ValueError(f"cluster=False contradicts the URL scheme {scheme!r}")
+            raise InvalidOptionError(f"cluster=False contradicts the URL scheme {scheme!r}")
         url, cluster = f"{_CLUSTER_SCHEMES[scheme]}{sep}{rest}", True
     kwargs: dict[str, Any] = {
         "socket_connect_timeout": options.connect_timeout,
