@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 from pondsocket.cluster.node import ClusterNode
 from pondsocket.cluster.options import ClusterOptions
@@ -21,9 +21,8 @@ from pondsocket.errors import UsageError
 from pondsocket.pubsub.base import PubSub
 from pondsocket.pubsub.memory import InMemoryPubSub
 from pondsocket.routing import Route
-
-if TYPE_CHECKING:
-    from pondsocket.transports.asgi import ASGIApp
+from pondsocket.transports import standalone
+from pondsocket.transports.asgi import ASGIApp
 
 log = logging.getLogger("pondsocket")
 
@@ -161,25 +160,19 @@ class PondSocket:
     def asgi(self) -> ASGIApp:
         """This server as an ASGI application (mount it in Starlette/FastAPI, run by uvicorn)."""
         if self._asgi is None:
-            from pondsocket.transports.asgi import ASGIApp
-
             self._asgi = ASGIApp(self)
         return self._asgi
 
     async def serve(self, host: str = "127.0.0.1", port: int = 8080, **kwargs: Any) -> None:
         """Run the standalone WebSocket server until cancelled."""
-        from pondsocket.transports.standalone import serve
-
-        await serve(self, host, port, **kwargs)
+        await standalone.serve(self, host, port, **kwargs)
 
     def run(self, host: str = "127.0.0.1", port: int = 8080, **kwargs: Any) -> None:
         """Blocking: run :meth:`serve` in a fresh event loop (uvloop when installed).
 
         Tunes the process's garbage collector for a server (:func:`pondsocket.tune_gc`);
         ``tune_gc=False`` keeps CPython's defaults."""
-        from pondsocket.transports.standalone import run
-
-        run(self, host, port, **kwargs)
+        standalone.run(self, host, port, **kwargs)
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Close every connection (1001), wait for leave handlers, flush cluster traffic."""

@@ -21,6 +21,7 @@ from pondsocket.core.options import OverflowPolicy
 from pondsocket.core.outlet import CloseCode
 from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.request import ConnectionRequest
+from pondsocket.transports.host import Host
 from pondsocket.transports.outbox import Outbox
 from pondsocket.wire.codec import encode_frame, new_request_id
 from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     import uvicorn
 
     from pondsocket.core.session import Session
-    from pondsocket.server import PondSocket
     from pondsocket.transports.sse import SSETransport
 
 __all__ = ["ASGIApp", "ASGIApplication", "Message", "Receive", "Scope", "Send"]
@@ -95,7 +95,7 @@ class ASGIApp:
     :attr:`http_app`, when set, handles every HTTP request instead.
     """
 
-    def __init__(self, pond: PondSocket, *, close_timeout: float = 10.0) -> None:
+    def __init__(self, pond: Host, *, close_timeout: float = 10.0) -> None:
         self.pond = pond
         self.close_timeout = close_timeout
         """How long a closing connection may take to flush and send its close frame."""

@@ -41,8 +41,8 @@ from pondsocket.core.request import ConnectionRequest
 from pondsocket.core.session import Session
 from pondsocket.errors import UsageError
 from pondsocket.runtime import tune_gc as tune_process_gc
-from pondsocket.server import PondSocket
 from pondsocket.transports.batching import FrameCache, WriteBatcher
+from pondsocket.transports.host import Host
 from pondsocket.transports.keepalive import keepalive_loop
 from pondsocket.wire.codec import encode_frame, new_request_id
 from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
@@ -93,7 +93,7 @@ class WebSocketOutlet:
     def __init__(
         self,
         connection: ServerConnection,
-        pond: PondSocket,
+        pond: Host,
         connection_id: str,
         frames: FrameCache | None = None,
         batcher: WriteBatcher | None = None,
@@ -234,7 +234,7 @@ class StandaloneServer:
 
     def __init__(
         self,
-        pond: PondSocket,
+        pond: Host,
         host: str = "127.0.0.1",
         port: int = 8080,
         *,
@@ -485,7 +485,7 @@ def _text_response(status: int, text: str) -> Response:
 
 
 async def serve(
-    pond: PondSocket,
+    pond: Host,
     host: str = "127.0.0.1",
     port: int = 8080,
     *,
@@ -553,7 +553,7 @@ def _stop_on_sigterm(stop: asyncio.Event) -> Callable[[], None] | None:
 
 
 def run(
-    pond: PondSocket,
+    pond: Host,
     host: str = "127.0.0.1",
     port: int = 8080,
     *,
