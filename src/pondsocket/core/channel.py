@@ -8,9 +8,10 @@ payload are the exception: they take a per-recipient path).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pondsocket.core.contexts import OutgoingContext
 from pondsocket.core.options import PondOptions
 from pondsocket.core.presence import PresenceChange, PresenceTable
 from pondsocket.core.ratelog import RateLimitedLog
@@ -23,7 +24,8 @@ from pondsocket.core.relay import (
 )
 from pondsocket.core.remote import RemoteUser, RemoteUsers
 from pondsocket.core.user import Member, User
-from pondsocket.errors import NotJoinedError, PayloadError, PresenceTooLargeError, UsageError
+from pondsocket.core.values import check_object
+from pondsocket.errors import NotJoinedError, PresenceTooLargeError, UsageError
 from pondsocket.wire.codec import encode_frame, encoded_size, new_request_id
 from pondsocket.wire.messages import ServerAction
 
@@ -52,15 +54,6 @@ class ChannelHost(Protocol):
 
 class Cancellable(Protocol):
     def cancel(self) -> None: ...
-
-
-def check_object(value: object, what: str) -> dict[str, Any]:
-    """Payloads, presence and assigns are JSON objects: the JS client rejects anything else."""
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise PayloadError(f"{what} must be a dict (a JSON object), got {type(value).__name__}")
 
 
 class Channel:
@@ -270,8 +263,6 @@ class Channel:
             for member in recipients:
                 member.outlet.send(frame)
             return
-        from pondsocket.core.contexts import OutgoingContext  # import cycle: contexts use Channel
-
         for member in recipients:
             ctx = OutgoingContext(self, event, payload, member)
             for handler in interceptors:

@@ -7,12 +7,13 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pondsocket.core.channel import Channel, check_object
 from pondsocket.core.user import Member, User
+from pondsocket.core.values import check_object
 from pondsocket.errors import AlreadyDecidedError, UsageError
 from pondsocket.routing import Route
 
 if TYPE_CHECKING:
+    from pondsocket.core.channel import Channel
     from pondsocket.core.request import ConnectionRequest
 
 

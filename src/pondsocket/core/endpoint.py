@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
-from pondsocket.core.channel import Channel, check_object
+from pondsocket.core.channel import Channel
 from pondsocket.core.contexts import ConnectionContext, Decision
 from pondsocket.core.invoke import Middleware, run_chain
 from pondsocket.core.limits import ConnectionLimits
@@ -21,8 +21,10 @@ from pondsocket.core.proxies import client_address
 from pondsocket.core.ratelog import FailureLog, RateLimitedLog
 from pondsocket.core.relay import Relay
 from pondsocket.core.request import ConnectionRequest
+from pondsocket.core.session import Session
 from pondsocket.core.tasks import TaskSet
 from pondsocket.core.user import Connection
+from pondsocket.core.values import check_object
 from pondsocket.errors import HandlerError, UsageError
 from pondsocket.routing import Route, compile_pattern
 from pondsocket.wire.codec import encode_frame, new_request_id
@@ -32,7 +34,6 @@ from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_CONNECTION, ServerA
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
-    from pondsocket.core.session import Session
 
 log = logging.getLogger("pondsocket.endpoint")
 
@@ -186,8 +187,6 @@ class Endpoint:
         ``client_id`` is what the frame tells the client its connection id is, when that
         must differ from the user id other members may learn (SSE: the secret that
         authorises the stream's POSTs)."""
-        from pondsocket.core.session import Session
-
         if not ctx.accepted:
             raise UsageError("open() needs an accepted handshake")
         connection = Connection(ctx.connection_id, outlet, dict(ctx.assigns), self.path)

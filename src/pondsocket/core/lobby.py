@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from pondsocket.core.contexts import LeaveContext
 from pondsocket.core.invoke import Middleware, call_handler
 from pondsocket.core.user import User
 from pondsocket.errors import UsageError
@@ -14,7 +15,7 @@ from pondsocket.routing import PathPattern, Route, compile_pattern
 
 if TYPE_CHECKING:
     from pondsocket.core.channel import Channel
-    from pondsocket.core.contexts import EventContext, JoinContext, LeaveContext, OutgoingContext
+    from pondsocket.core.contexts import EventContext, JoinContext, OutgoingContext
 
 log = logging.getLogger("pondsocket.lobby")
 
@@ -118,6 +119,4 @@ class Lobby:
     async def run_leave(
         self, handler: LeaveHandler, channel: Channel, user: User, reason: str
     ) -> None:
-        from pondsocket.core.contexts import LeaveContext
-
         await call_handler(handler, LeaveContext(channel, user, reason))

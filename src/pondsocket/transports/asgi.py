@@ -23,6 +23,7 @@ from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.request import ConnectionRequest
 from pondsocket.transports.host import Host
 from pondsocket.transports.outbox import Outbox
+from pondsocket.transports.uvicorn_support import uvicorn_config
 from pondsocket.wire.codec import encode_frame, new_request_id
 from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
 
@@ -136,8 +137,6 @@ class ASGIApp:
         port, ...), and a connection whose request headers are not complete within
         ``PondOptions.handshake_timeout`` is closed (uvicorn alone waits for ever). Run it
         with ``uvicorn.Server(config).run()`` or ``await uvicorn.Server(config).serve()``."""
-        from pondsocket.transports.uvicorn_support import uvicorn_config
-
         return uvicorn_config(self, **kwargs)
 
     @contextlib.asynccontextmanager
