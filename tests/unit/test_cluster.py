@@ -619,8 +619,13 @@ async def test_a_large_room_state_is_answered_in_pages_and_applied_whole(
     answers: list[bytes] = []
 
     async def spy(topic: str, data: bytes) -> None:
-        if decode_envelope(data).type is EnvelopeType.STATE_RESPONSE:
-            answers.append(data)
+        envelope = decode_envelope(data)
+        # a's paged answer to b's join; under load a heartbeat may also be missed, and the
+        # resync that follows answers again: keep the first answer of a only.
+        if envelope.type is EnvelopeType.STATE_RESPONSE and envelope.source_node_id == "a":
+            first = decode_envelope(answers[0]).fields.get("stateId") if answers else None
+            if first is None or envelope.fields.get("stateId") == first:
+                answers.append(data)
 
     listener = InMemoryPubSub(a.pubsub.broker)
     await listener.subscribe(a.pond.cluster.topic_of(a.channel), spy)
