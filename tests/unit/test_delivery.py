@@ -9,11 +9,6 @@ import time
 from pondsocket.pubsub.delivery import YIELD_AFTER, QueuedSubscription
 
 
-class Subscription(QueuedSubscription):
-    async def _detach(self) -> None:
-        return None
-
-
 async def test_a_backlog_does_not_starve_the_loop() -> None:
     handled: list[float] = []
     ticks: list[float] = []
@@ -29,7 +24,9 @@ async def test_a_backlog_does_not_starve_the_loop() -> None:
             ticks.append(time.perf_counter())
             await asyncio.sleep(0)
 
-    subscription = Subscription("t.*", handler, queue_size=1000, on_drop=lambda: None)
+    subscription = QueuedSubscription(
+        "t.*", handler, queue_size=1000, on_drop=lambda: None, detach=lambda sub: None
+    )
     for n in range(100):  # 100 ms of queued work
         subscription.offer("t.x", b"%d" % n)
     other = asyncio.create_task(ticker())

@@ -41,7 +41,6 @@ from pondsocket.pubsub.aws_support import (
     Options,
     PubSubUnavailableError,
     SnsSqsStats,
-    SnsSqsSubscription,
     decode,
     encode,
     is_missing,
@@ -57,6 +56,7 @@ from pondsocket.pubsub.base import (
     Subscription,
     validate_pattern,
 )
+from pondsocket.pubsub.delivery import QueuedSubscription
 
 __all__ = [
     "MessageTooLargeError",
@@ -86,8 +86,8 @@ class SnsSqsPubSub(PubSub):
         self.queue_arn = ""
         self.subscription_arn = ""
         self._stack = stack
-        self._exact: dict[str, list[SnsSqsSubscription]] = {}
-        self._prefixes: dict[str, list[SnsSqsSubscription]] = {}
+        self._exact: dict[str, list[QueuedSubscription]] = {}
+        self._prefixes: dict[str, list[QueuedSubscription]] = {}
         self._link_up = asyncio.Event()
         self._link_up.set()
         self._publisher = Publisher(
@@ -354,7 +354,7 @@ class SnsSqsPubSub(PubSub):
 
     # -- subscriptions -------------------------------------------------------
 
-    def _table(self, pattern: str) -> tuple[dict[str, list[SnsSqsSubscription]], str]:
+    def _table(self, pattern: str) -> tuple[dict[str, list[QueuedSubscription]], str]:
         if pattern.endswith(".*"):
             return self._prefixes, pattern[:-2]
         return self._exact, pattern
@@ -364,7 +364,14 @@ class SnsSqsPubSub(PubSub):
         receives every message of the topic, so this takes effect at once."""
         self._check_open()
         validate_pattern(pattern)
-        subscription = SnsSqsSubscription(self, pattern, handler)
+        subscription = QueuedSubscription(
+            pattern,
+            handler,
+            queue_size=self.options.queue_size,
+            on_drop=self.count_drop,
+            detach=self._remove_subscription,
+            name="pondsocket-aws-handler",
+        )
         table, key = self._table(pattern)
         table.setdefault(key, []).append(subscription)
         return subscription
@@ -372,7 +379,7 @@ class SnsSqsPubSub(PubSub):
     def count_drop(self) -> None:
         self.stats.dropped += 1
 
-    def _remove_subscription(self, subscription: SnsSqsSubscription) -> None:
+    def _remove_subscription(self, subscription: QueuedSubscription) -> None:
         table, key = self._table(subscription.pattern)
         subscriptions = table.get(key)
         if subscriptions and subscription in subscriptions:

@@ -18,15 +18,11 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
 )
 
 from pondsocket.errors import InvalidOptionError
-from pondsocket.pubsub.base import (
-    MessageHandler,
-)
 from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
 from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableError
-from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
-    from pondsocket.pubsub.aws import SnsSqsPubSub
+    pass
 
 log = logging.getLogger("pondsocket.pubsub.aws")
 
@@ -236,20 +232,3 @@ class SnsSqsStats:
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)
-
-
-class SnsSqsSubscription(QueuedSubscription):
-    """A handler of a :class:`SnsSqsPubSub` (bounded queue and worker: see delivery.py)."""
-
-    def __init__(self, owner: SnsSqsPubSub, pattern: str, handler: MessageHandler) -> None:
-        super().__init__(
-            pattern,
-            handler,
-            queue_size=owner.options.queue_size,
-            on_drop=owner.count_drop,
-            name="pondsocket-aws-handler",
-        )
-        self._owner = owner
-
-    async def _detach(self) -> None:
-        self._owner._remove_subscription(self)

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from pondsocket.pubsub.base import MessageHandler, Subscription
 
@@ -24,14 +24,19 @@ until the queue is empty; with it, the work of a few milliseconds still shares a
 of the loop, so the transports can write it out together."""
 
 
+Detach = Callable[["QueuedSubscription"], Awaitable[None] | None]
+"""The backend's ``detach(subscription)``: forget a cancelled subscription."""
+
+
 class QueuedSubscription(Subscription):
     """One handler's subscription. ``offer`` never blocks: when the handler is
     ``queue_size`` messages behind, new messages are dropped, ``on_drop`` is called for
     each (the backend counts them) and a rate-limited warning is logged. A handler that
     raises is logged with the topic and traceback; the worker goes on.
 
-    Backends subclass it and implement :meth:`_detach` (forget it, release the broker-side
-    subscription if it was the last handler of its pattern).
+    ``detach(subscription)`` is the backend's: called once on :meth:`cancel`, it forgets
+    the subscription and releases the broker-side one if it was the last handler of its
+    pattern (it may be a coroutine function).
     """
 
     def __init__(
@@ -41,9 +46,11 @@ class QueuedSubscription(Subscription):
         *,
         queue_size: int,
         on_drop: Callable[[], None],
+        detach: Detach,
         name: str = "pondsocket-pubsub-handler",
     ) -> None:
         self.pattern = pattern
+        self._detach = detach
         self._handler = handler
         self._on_drop = on_drop
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(queue_size)
@@ -92,11 +99,10 @@ class QueuedSubscription(Subscription):
                 log.exception("pubsub handler for %r failed on topic %r", self.pattern, topic)
 
     async def cancel(self) -> None:
-        await self._detach()
+        detached = self._detach(self)
+        if detached is not None:
+            await detached
         await self.stop()
-
-    async def _detach(self) -> None:
-        raise NotImplementedError
 
     async def stop(self) -> None:
         """Stop the worker (messages still queued are discarded)."""

@@ -49,13 +49,13 @@ from pondsocket.pubsub.base import (
     Subscription,
     validate_pattern,
 )
+from pondsocket.pubsub.delivery import QueuedSubscription
 from pondsocket.pubsub.gcp_support import (
     ATTR_ORIGIN,
     ATTR_SEQ,
     ATTR_TOPIC,
     ATTRIBUTE_VALUE_MAX,
     GooglePubSubStats,
-    GoogleSubscription,
     MessageTooLargeError,
     Options,
     PubSubUnavailableError,
@@ -91,8 +91,8 @@ class GooglePubSub(PubSub):
         self.subscription_path = self._subscriber.subscription_path(
             project, f"{options.subscription_base}-{self.origin}"
         )
-        self._exact: dict[str, list[GoogleSubscription]] = {}
-        self._prefixes: dict[str, list[GoogleSubscription]] = {}
+        self._exact: dict[str, list[QueuedSubscription]] = {}
+        self._prefixes: dict[str, list[QueuedSubscription]] = {}
         self._sequences: dict[str, itertools.count[int]] = {}
         self._resequencer = Resequencer(options.reorder_window, self._dispatch, self.stats)
         self._room = asyncio.Semaphore(options.max_outstanding)
@@ -289,7 +289,7 @@ class GooglePubSub(PubSub):
         """Messages dropped because a handler's queue was full (also ``stats.dropped``)."""
         return self.stats.dropped
 
-    def _table(self, pattern: str) -> tuple[dict[str, list[GoogleSubscription]], str]:
+    def _table(self, pattern: str) -> tuple[dict[str, list[QueuedSubscription]], str]:
         if pattern.endswith(".*"):
             return self._prefixes, pattern[:-2]
         return self._exact, pattern
@@ -300,14 +300,21 @@ class GooglePubSub(PubSub):
         self._check_open()
         validate_pattern(pattern)
         table, key = self._table(pattern)
-        subscription = GoogleSubscription(self, pattern, handler)
+        subscription = QueuedSubscription(
+            pattern,
+            handler,
+            queue_size=self.options.queue_size,
+            on_drop=self.count_drop,
+            detach=self._remove_subscription,
+            name="pondsocket-gcp-handler",
+        )
         table.setdefault(key, []).append(subscription)
         return subscription
 
     def count_drop(self) -> None:
         self.stats.dropped += 1
 
-    def _remove_subscription(self, subscription: GoogleSubscription) -> None:
+    def _remove_subscription(self, subscription: QueuedSubscription) -> None:
         table, key = self._table(subscription.pattern)
         handlers = table.get(key, [])
         if subscription in handlers:

@@ -15,15 +15,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pondsocket.errors import InvalidOptionError
-from pondsocket.pubsub.base import (
-    MessageHandler,
-)
 from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
 from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableError
-from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
-    from pondsocket.pubsub.gcp import GooglePubSub
+    pass
 
 log = logging.getLogger("pondsocket.pubsub.gcp")
 
@@ -151,23 +147,6 @@ class GooglePubSubStats:
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)
-
-
-class GoogleSubscription(QueuedSubscription):
-    """A handler of a :class:`GooglePubSub` (bounded queue and worker: see delivery.py)."""
-
-    def __init__(self, owner: GooglePubSub, pattern: str, handler: MessageHandler) -> None:
-        super().__init__(
-            pattern,
-            handler,
-            queue_size=owner.options.queue_size,
-            on_drop=owner.count_drop,
-            name="pondsocket-gcp-handler",
-        )
-        self._owner = owner
-
-    async def _detach(self) -> None:
-        self._owner._remove_subscription(self)
 
 
 @dataclass(slots=True)

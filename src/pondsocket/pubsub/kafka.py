@@ -43,6 +43,7 @@ from pondsocket.pubsub.base import (
     pattern_matches,
     validate_pattern,
 )
+from pondsocket.pubsub.delivery import QueuedSubscription
 from pondsocket.pubsub.kafka_reader import (
     TRANSIENT,
     Reader,
@@ -53,7 +54,6 @@ from pondsocket.pubsub.kafka_reader import (
 )
 from pondsocket.pubsub.kafka_support import (
     KafkaPubSubStats,
-    KafkaSubscription,
     MessageTooLargeError,
     MiB,
     Options,
@@ -84,8 +84,8 @@ class KafkaPubSub(PubSub):
     def __init__(self, options: Options) -> None:
         self.options = options
         self.stats = KafkaPubSubStats()
-        self._exact: dict[str, list[KafkaSubscription]] = {}
-        self._prefixes: dict[str, list[KafkaSubscription]] = {}
+        self._exact: dict[str, list[QueuedSubscription]] = {}
+        self._prefixes: dict[str, list[QueuedSubscription]] = {}
         self._readers: dict[str, Reader] = {}
         self._known_topics: set[str] = set()  # exist on the broker (checked or created)
         self._outbox: deque[tuple[str, bytes, bytes]] = deque()
@@ -209,7 +209,14 @@ class KafkaPubSub(PubSub):
         self._check_open()
         validate_pattern(pattern)
         kafka_topic = self.options.mapper.for_pattern(pattern)
-        subscription = KafkaSubscription(self, pattern, handler)
+        subscription = QueuedSubscription(
+            pattern,
+            handler,
+            queue_size=self.options.queue_size,
+            on_drop=self.count_drop,
+            detach=self._remove_subscription,
+            name="pondsocket-kafka-handler",
+        )
         table = self._prefixes if pattern.endswith(".*") else self._exact
         table.setdefault(pattern, []).append(subscription)
         try:
@@ -306,7 +313,7 @@ class KafkaPubSub(PubSub):
         mapper = self.options.mapper
         return {mapper.for_pattern(p) for table in (self._exact, self._prefixes) for p in table}
 
-    async def _remove_subscription(self, subscription: KafkaSubscription) -> None:
+    async def _remove_subscription(self, subscription: QueuedSubscription) -> None:
         pattern = subscription.pattern
         table = self._prefixes if pattern.endswith(".*") else self._exact
         handlers = table.get(pattern, [])

@@ -11,16 +11,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pondsocket.errors import InvalidOptionError
+from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
 from pondsocket.pubsub.base import (
-    MessageHandler,
     PubSubError,
 )
-from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
 from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableError
-from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
-    from pondsocket.pubsub.kafka import KafkaPubSub
+    pass
 
 MiB = 1024 * 1024
 DEFAULT_PORT = 9092
@@ -167,20 +165,3 @@ class KafkaPubSubStats:
 
     def snapshot(self) -> dict[str, int]:
         return asdict(self)
-
-
-class KafkaSubscription(QueuedSubscription):
-    """A handler of a :class:`KafkaPubSub` (bounded queue and worker: see delivery.py)."""
-
-    def __init__(self, owner: KafkaPubSub, pattern: str, handler: MessageHandler) -> None:
-        super().__init__(
-            pattern,
-            handler,
-            queue_size=owner.options.queue_size,
-            on_drop=owner.count_drop,
-            name="pondsocket-kafka-handler",
-        )
-        self._owner = owner
-
-    async def _detach(self) -> None:
-        await self._owner._remove_subscription(self)

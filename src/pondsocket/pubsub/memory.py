@@ -16,15 +16,6 @@ from pondsocket.pubsub.base import (
 from pondsocket.pubsub.delivery import QueuedSubscription
 
 
-class _MemorySubscription(QueuedSubscription):
-    def __init__(self, owner: InMemoryPubSub, pattern: str, handler: MessageHandler) -> None:
-        super().__init__(pattern, handler, queue_size=owner.queue_size, on_drop=owner.count_drop)
-        self._owner = owner
-
-    async def _detach(self) -> None:
-        self._owner._remove(self)
-
-
 class InMemoryBroker:
     """The shared bus: every :class:`InMemoryPubSub` attached to one broker sees the others."""
 
@@ -59,7 +50,7 @@ class InMemoryPubSub(PubSub):
         self.queue_size = queue_size
         self.dropped = 0
         """Messages dropped because a subscription's queue was full."""
-        self._subscriptions: list[_MemorySubscription] = []
+        self._subscriptions: list[QueuedSubscription] = []
         self._closed = False
         self.broker.attach(self)
 
@@ -78,11 +69,17 @@ class InMemoryPubSub(PubSub):
     async def subscribe(self, pattern: str, handler: MessageHandler) -> Subscription:
         self._check_open()
         validate_pattern(pattern)
-        subscription = _MemorySubscription(self, pattern, handler)
+        subscription = QueuedSubscription(
+            pattern,
+            handler,
+            queue_size=self.queue_size,
+            on_drop=self.count_drop,
+            detach=self._remove,
+        )
         self._subscriptions.append(subscription)
         return subscription
 
-    def _remove(self, subscription: _MemorySubscription) -> None:
+    def _remove(self, subscription: QueuedSubscription) -> None:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
 

@@ -44,6 +44,7 @@ from pondsocket.pubsub.base import (
     Subscription,
     validate_pattern,
 )
+from pondsocket.pubsub.delivery import QueuedSubscription
 from pondsocket.pubsub.nats_subjects import (
     SubjectCodec,
     TopicTooLongError,
@@ -54,7 +55,6 @@ from pondsocket.pubsub.nats_support import (
     MessageTooLargeError,
     MiB,
     NatsPubSubStats,
-    NatsSubscription,
     Options,
     PubSubUnavailableError,
 )
@@ -333,7 +333,14 @@ class NatsPubSub(PubSub):
                         f"cannot subscribe to {pattern!r}: {exc!r}"
                     ) from exc
                 self._entries[pattern] = entry
-            subscription = NatsSubscription(self, pattern, handler)
+            subscription = QueuedSubscription(
+                pattern,
+                handler,
+                queue_size=self.options.queue_size,
+                on_drop=self.count_drop,
+                detach=self._remove_subscription,
+                name="pondsocket-nats-handler",
+            )
             entry.handlers.append(subscription)
         if new and self.client.is_connected:
             try:
@@ -363,7 +370,7 @@ class NatsPubSub(PubSub):
     def count_drop(self) -> None:
         self.stats.dropped += 1
 
-    async def _remove_subscription(self, subscription: NatsSubscription) -> None:
+    async def _remove_subscription(self, subscription: QueuedSubscription) -> None:
         async with self._lock:
             entry = self._entries.get(subscription.pattern)
             if entry is None or subscription not in entry.handlers:

@@ -8,9 +8,6 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from pondsocket.errors import InvalidOptionError
-from pondsocket.pubsub.base import (
-    MessageHandler,
-)
 from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
 from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableError
 from pondsocket.pubsub.delivery import QueuedSubscription
@@ -18,7 +15,6 @@ from pondsocket.pubsub.delivery import QueuedSubscription
 if TYPE_CHECKING:
     from nats.aio.subscription import Subscription as NatsClientSubscription
 
-    from pondsocket.pubsub.nats import NatsPubSub
 
 log = logging.getLogger("pondsocket.pubsub.nats")
 
@@ -97,22 +93,5 @@ class Entry:
     subject: str
     prefix: str | None  # a prefix pattern's prefix, None for an exact topic
     filtered: bool  # the wildcard is wider than the prefix: check every message
-    handlers: list[NatsSubscription] = field(default_factory=list)
+    handlers: list[QueuedSubscription] = field(default_factory=list)
     sub: NatsClientSubscription | None = None
-
-
-class NatsSubscription(QueuedSubscription):
-    """A handler of a :class:`NatsPubSub` (bounded queue and worker: see delivery.py)."""
-
-    def __init__(self, owner: NatsPubSub, pattern: str, handler: MessageHandler) -> None:
-        super().__init__(
-            pattern,
-            handler,
-            queue_size=owner.options.queue_size,
-            on_drop=owner.count_drop,
-            name="pondsocket-nats-handler",
-        )
-        self._owner = owner
-
-    async def _detach(self) -> None:
-        await self._owner._remove_subscription(self)

@@ -41,6 +41,7 @@ from pondsocket.pubsub.base import (
     Subscription,
     validate_pattern,
 )
+from pondsocket.pubsub.delivery import QueuedSubscription
 from pondsocket.pubsub.rabbitmq_publisher import Publisher
 from pondsocket.pubsub.rabbitmq_support import (
     PROBE_WORD,
@@ -50,7 +51,6 @@ from pondsocket.pubsub.rabbitmq_support import (
     Options,
     PubSubUnavailableError,
     RabbitMQPubSubStats,
-    RabbitMQSubscription,
     TopicTooLongError,
     binding_key,
     check_topic,
@@ -348,7 +348,14 @@ class RabbitMQPubSub(PubSub):
         if entry is None:
             entry = index[pattern] = Entry(pattern, binding_key(pattern))
             self._refs[entry.key] = self._refs.get(entry.key, 0) + 1
-        subscription = RabbitMQSubscription(self, pattern, handler)
+        subscription = QueuedSubscription(
+            pattern,
+            handler,
+            queue_size=self.options.queue_size,
+            on_drop=self.count_drop,
+            detach=self._remove_subscription,
+            name="pondsocket-rabbitmq-handler",
+        )
         entry.subscriptions.append(subscription)
         await self._sync_key(entry.key)
         return subscription
@@ -368,7 +375,7 @@ class RabbitMQPubSub(PubSub):
     def count_drop(self) -> None:
         self.stats.dropped += 1
 
-    async def _remove_subscription(self, subscription: RabbitMQSubscription) -> None:
+    async def _remove_subscription(self, subscription: QueuedSubscription) -> None:
         entry = self._entry(subscription.pattern)
         if self._closed or entry is None or subscription not in entry.subscriptions:
             return

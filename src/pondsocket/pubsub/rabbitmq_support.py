@@ -20,16 +20,15 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pondsocket.errors import InvalidOptionError
+from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
 from pondsocket.pubsub.base import (
-    MessageHandler,
     PubSubError,
 )
-from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
 from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableError
 from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
-    from pondsocket.pubsub.rabbitmq import RabbitMQPubSub
+    pass
 
 log = logging.getLogger("pondsocket.pubsub.rabbitmq")
 
@@ -241,21 +240,4 @@ class Entry:
 
     pattern: str
     key: str
-    subscriptions: list[RabbitMQSubscription] = field(default_factory=list)
-
-
-class RabbitMQSubscription(QueuedSubscription):
-    """A handler of a :class:`RabbitMQPubSub` (bounded queue and worker: see delivery.py)."""
-
-    def __init__(self, owner: RabbitMQPubSub, pattern: str, handler: MessageHandler) -> None:
-        super().__init__(
-            pattern,
-            handler,
-            queue_size=owner.options.queue_size,
-            on_drop=owner.count_drop,
-            name="pondsocket-rabbitmq-handler",
-        )
-        self._owner = owner
-
-    async def _detach(self) -> None:
-        await self._owner._remove_subscription(self)
+    subscriptions: list[QueuedSubscription] = field(default_factory=list)

@@ -40,6 +40,7 @@ from pondsocket.pubsub.base import (
     Subscription,
     validate_pattern,
 )
+from pondsocket.pubsub.delivery import QueuedSubscription
 from pondsocket.pubsub.redis_publisher import Publisher
 from pondsocket.pubsub.redis_session import Session, State, classic_target, shard_target
 from pondsocket.pubsub.redis_support import (
@@ -52,7 +53,6 @@ from pondsocket.pubsub.redis_support import (
     Options,
     PubSubUnavailableError,
     RedisPubSubStats,
-    RedisSubscription,
     ShardedPatternError,
     make_client,
     wire_name,
@@ -219,7 +219,14 @@ class RedisPubSub(PubSub):
                 self._by_wire[(kind, wire)] = entry
             else:
                 entry = existing
-        subscription = RedisSubscription(self, pattern, handler)
+        subscription = QueuedSubscription(
+            pattern,
+            handler,
+            queue_size=self.options.queue_size,
+            on_drop=self.count_drop,
+            detach=self._remove_subscription,
+            name="pondsocket-redis-handler",
+        )
         entry.subscriptions.append(subscription)
         if len(entry.subscriptions) == 1:
             try:
@@ -275,7 +282,7 @@ class RedisPubSub(PubSub):
     def count_drop(self) -> None:
         self.stats.dropped += 1
 
-    async def _remove_subscription(self, subscription: RedisSubscription) -> None:
+    async def _remove_subscription(self, subscription: QueuedSubscription) -> None:
         entry = self._entries.get(subscription.pattern)
         if entry is None or subscription not in entry.subscriptions:
             return

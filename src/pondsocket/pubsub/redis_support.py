@@ -26,16 +26,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pondsocket.errors import InvalidOptionError
+from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
 from pondsocket.pubsub.base import (
-    MessageHandler,
     PubSubError,
 )
-from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
 from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableError
 from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
-    from pondsocket.pubsub.redis import RedisPubSub
+    pass
 
 log = logging.getLogger("pondsocket.pubsub.redis")
 
@@ -190,27 +189,10 @@ class Entry:
     pattern: str
     kind: Kind
     wire: bytes
-    subscriptions: list[RedisSubscription] = field(default_factory=list)
+    subscriptions: list[QueuedSubscription] = field(default_factory=list)
     session: Any = None  # the subscriber session that holds it (redis_session.Session)
     added: asyncio.Event = field(default_factory=asyncio.Event)  # handed to its session
     ready: asyncio.Future[bool] | None = None  # set by Redis' confirmation or a lost link
-
-
-class RedisSubscription(QueuedSubscription):
-    """A handler of a :class:`RedisPubSub` (bounded queue and worker: see delivery.py)."""
-
-    def __init__(self, owner: RedisPubSub, pattern: str, handler: MessageHandler) -> None:
-        super().__init__(
-            pattern,
-            handler,
-            queue_size=owner.options.queue_size,
-            on_drop=owner.count_drop,
-            name="pondsocket-redis-handler",
-        )
-        self._owner = owner
-
-    async def _detach(self) -> None:
-        await self._owner._remove_subscription(self)
 
 
 def make_client(
