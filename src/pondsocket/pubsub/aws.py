@@ -57,6 +57,7 @@ from pondsocket.pubsub.base import (
     validate_pattern,
 )
 from pondsocket.pubsub.delivery import QueuedSubscription
+from pondsocket.pubsub.table import HandlerTable
 
 __all__ = [
     "MessageTooLargeError",
@@ -86,8 +87,7 @@ class SnsSqsPubSub(PubSub):
         self.queue_arn = ""
         self.subscription_arn = ""
         self._stack = stack
-        self._exact: dict[str, list[QueuedSubscription]] = {}
-        self._prefixes: dict[str, list[QueuedSubscription]] = {}
+        self._handlers = HandlerTable()
         self._link_up = asyncio.Event()
         self._link_up.set()
         self._publisher = Publisher(
@@ -335,12 +335,7 @@ class SnsSqsPubSub(PubSub):
             log.debug("ignoring an SQS message that is not PondSocket's: %.200r", message)
             return
         topic, data = decoded
-        for subscription in self._exact.get(topic, ()):
-            subscription.offer(topic, data)
-        for prefix, subscriptions in self._prefixes.items():
-            if topic.startswith(prefix):
-                for subscription in subscriptions:
-                    subscription.offer(topic, data)
+        self._handlers.offer(topic, data)
 
     async def _delete(self, queue_url: str, entries: list[dict[str, str]]) -> None:
         try:
@@ -353,11 +348,6 @@ class SnsSqsPubSub(PubSub):
         self.stats.deleted += len(reply.get("Successful") or [])
 
     # -- subscriptions -------------------------------------------------------
-
-    def _table(self, pattern: str) -> tuple[dict[str, list[QueuedSubscription]], str]:
-        if pattern.endswith(".*"):
-            return self._prefixes, pattern[:-2]
-        return self._exact, pattern
 
     async def subscribe(self, pattern: str, handler: MessageHandler) -> Subscription:
         """Deliver messages matching ``pattern`` to ``handler``. The node's queue already
@@ -372,26 +362,19 @@ class SnsSqsPubSub(PubSub):
             detach=self._remove_subscription,
             name="pondsocket-aws-handler",
         )
-        table, key = self._table(pattern)
-        table.setdefault(key, []).append(subscription)
+        self._handlers.add(subscription)
         return subscription
 
     def count_drop(self) -> None:
         self.stats.dropped += 1
 
     def _remove_subscription(self, subscription: QueuedSubscription) -> None:
-        table, key = self._table(subscription.pattern)
-        subscriptions = table.get(key)
-        if subscriptions and subscription in subscriptions:
-            subscriptions.remove(subscription)
-            if not subscriptions:  # the last handler: forget the pattern
-                del table[key]
+        self._handlers.remove(subscription)
 
     async def unsubscribe(self, pattern: str) -> None:
         """Drop every handler of ``pattern``."""
         self._check_open()
-        table, key = self._table(pattern)
-        for subscription in table.pop(key, []):
+        for subscription in self._handlers.pop(pattern):
             await subscription.stop()
 
     # -- publishing ----------------------------------------------------------
@@ -448,11 +431,8 @@ class SnsSqsPubSub(PubSub):
                 self.queue_url,
                 exc,
             )
-        tables = [*self._exact.values(), *self._prefixes.values()]
-        self._exact, self._prefixes = {}, {}
-        for subscriptions in tables:
-            for subscription in subscriptions:
-                await subscription.stop()
+        for subscription in self._handlers.clear():
+            await subscription.stop()
         await self._stack.aclose()
 
     async def _teardown(self) -> None:

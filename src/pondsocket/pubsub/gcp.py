@@ -62,6 +62,7 @@ from pondsocket.pubsub.gcp_support import (
     Resequencer,
     parse_url,
 )
+from pondsocket.pubsub.table import HandlerTable
 
 __all__ = [
     "GooglePubSub",
@@ -91,8 +92,7 @@ class GooglePubSub(PubSub):
         self.subscription_path = self._subscriber.subscription_path(
             project, f"{options.subscription_base}-{self.origin}"
         )
-        self._exact: dict[str, list[QueuedSubscription]] = {}
-        self._prefixes: dict[str, list[QueuedSubscription]] = {}
+        self._handlers = HandlerTable()
         self._sequences: dict[str, itertools.count[int]] = {}
         self._resequencer = Resequencer(options.reorder_window, self._dispatch, self.stats)
         self._room = asyncio.Semaphore(options.max_outstanding)
@@ -209,12 +209,7 @@ class GooglePubSub(PubSub):
             self._dispatch(topic, data)
 
     def _dispatch(self, topic: str, data: bytes) -> None:
-        for subscription in self._exact.get(topic, ()):
-            subscription.offer(topic, data)
-        for prefix, subscriptions in self._prefixes.items():
-            if topic.startswith(prefix):
-                for subscription in subscriptions:
-                    subscription.offer(topic, data)
+        self._handlers.offer(topic, data)
 
     # -- outages -------------------------------------------------------------
 
@@ -289,17 +284,11 @@ class GooglePubSub(PubSub):
         """Messages dropped because a handler's queue was full (also ``stats.dropped``)."""
         return self.stats.dropped
 
-    def _table(self, pattern: str) -> tuple[dict[str, list[QueuedSubscription]], str]:
-        if pattern.endswith(".*"):
-            return self._prefixes, pattern[:-2]
-        return self._exact, pattern
-
     async def subscribe(self, pattern: str, handler: MessageHandler) -> Subscription:
         """Deliver messages matching ``pattern`` to ``handler``. The node's Pub/Sub
         subscription exists from :meth:`connect` on, so this is immediate."""
         self._check_open()
         validate_pattern(pattern)
-        table, key = self._table(pattern)
         subscription = QueuedSubscription(
             pattern,
             handler,
@@ -308,25 +297,19 @@ class GooglePubSub(PubSub):
             detach=self._remove_subscription,
             name="pondsocket-gcp-handler",
         )
-        table.setdefault(key, []).append(subscription)
+        self._handlers.add(subscription)
         return subscription
 
     def count_drop(self) -> None:
         self.stats.dropped += 1
 
     def _remove_subscription(self, subscription: QueuedSubscription) -> None:
-        table, key = self._table(subscription.pattern)
-        handlers = table.get(key, [])
-        if subscription in handlers:
-            handlers.remove(subscription)
-            if not handlers:
-                del table[key]
+        self._handlers.remove(subscription)
 
     async def unsubscribe(self, pattern: str) -> None:
         """Drop every handler of ``pattern``."""
         self._check_open()
-        table, key = self._table(pattern)
-        for subscription in table.pop(key, []):
+        for subscription in self._handlers.pop(pattern):
             await subscription.stop()
 
     # -- publishing ----------------------------------------------------------
@@ -413,11 +396,8 @@ class GooglePubSub(PubSub):
             if not isinstance(exc, gexc.NotFound):
                 log.warning("could not delete subscription %s: %s", self.subscription_path, exc)
         self._resequencer.clear()
-        for table in (self._exact, self._prefixes):
-            for subscriptions in table.values():
-                for subscription in subscriptions:
-                    await subscription.stop()
-            table.clear()
+        for subscription in self._handlers.clear():
+            await subscription.stop()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(timeout):
                 await asyncio.to_thread(self._publisher.stop)

@@ -40,7 +40,6 @@ from pondsocket.pubsub.base import (
     PubSubClosedError,
     PubSubError,
     Subscription,
-    pattern_matches,
     validate_pattern,
 )
 from pondsocket.pubsub.delivery import QueuedSubscription
@@ -62,6 +61,7 @@ from pondsocket.pubsub.kafka_support import (
     TopicMapper,
     parse_url,
 )
+from pondsocket.pubsub.table import HandlerTable
 
 __all__ = [
     "KafkaPubSub",
@@ -84,8 +84,7 @@ class KafkaPubSub(PubSub):
     def __init__(self, options: Options) -> None:
         self.options = options
         self.stats = KafkaPubSubStats()
-        self._exact: dict[str, list[QueuedSubscription]] = {}
-        self._prefixes: dict[str, list[QueuedSubscription]] = {}
+        self._handlers = HandlerTable()
         self._readers: dict[str, Reader] = {}
         self._known_topics: set[str] = set()  # exist on the broker (checked or created)
         self._outbox: deque[tuple[str, bytes, bytes]] = deque()
@@ -217,8 +216,7 @@ class KafkaPubSub(PubSub):
             detach=self._remove_subscription,
             name="pondsocket-kafka-handler",
         )
-        table = self._prefixes if pattern.endswith(".*") else self._exact
-        table.setdefault(pattern, []).append(subscription)
+        self._handlers.add(subscription)
         try:
             async with self._lock:
                 if self._connected and kafka_topic not in self._readers and not self._closed:
@@ -232,8 +230,7 @@ class KafkaPubSub(PubSub):
 
     async def unsubscribe(self, pattern: str) -> None:
         self._check_open()
-        table = self._prefixes if pattern.endswith(".*") else self._exact
-        for subscription in list(table.get(pattern, ())):
+        for subscription in self._handlers.handlers(pattern):
             await subscription.cancel()
 
     async def publish(self, topic: str, data: bytes) -> None:
@@ -276,12 +273,7 @@ class KafkaPubSub(PubSub):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
         await self._stop_readers()
-        subscriptions = [
-            s for table in (self._exact, self._prefixes) for v in table.values() for s in v
-        ]
-        self._exact.clear()
-        self._prefixes.clear()
-        for subscription in subscriptions:
+        for subscription in self._handlers.clear():
             await subscription.stop()
         if self._outbox:
             log.warning("Kafka pubsub closed with %d unsent messages", len(self._outbox))
@@ -302,26 +294,16 @@ class KafkaPubSub(PubSub):
 
     def _dispatch(self, topic: str, data: bytes) -> None:
         self.stats.received += 1
-        for subscription in self._exact.get(topic, ()):
-            subscription.offer(topic, data)
-        for pattern, subscriptions in self._prefixes.items():
-            if pattern_matches(pattern, topic):
-                for subscription in subscriptions:
-                    subscription.offer(topic, data)
+        self._handlers.offer(topic, data)
 
     def _patterns_topics(self) -> set[str]:
         mapper = self.options.mapper
-        return {mapper.for_pattern(p) for table in (self._exact, self._prefixes) for p in table}
+        return {mapper.for_pattern(p) for p in self._handlers.patterns}
 
     async def _remove_subscription(self, subscription: QueuedSubscription) -> None:
         pattern = subscription.pattern
-        table = self._prefixes if pattern.endswith(".*") else self._exact
-        handlers = table.get(pattern, [])
-        if subscription in handlers:
-            handlers.remove(subscription)
-        if handlers:
+        if not self._handlers.remove(subscription):
             return
-        table.pop(pattern, None)
         kafka_topic = self.options.mapper.for_pattern(pattern)
         async with self._lock:  # the last pattern of a Kafka topic gone: stop its reader
             reader = self._readers.get(kafka_topic)
