@@ -30,7 +30,7 @@ from websockets.uri import parse_uri
 
 from pondsocket import CloseCode, OverflowPolicy, PondOptions, PondSocket
 from pondsocket.core.endpoint import Endpoint
-from pondsocket.transports.asgi import ASGIApp, Message, _TextCache, endpoint_path
+from pondsocket.transports.asgi import ASGIApp, Message, TextCache, endpoint_path
 from pondsocket.transports.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -633,7 +633,7 @@ def test_endpoint_path_is_relative_to_the_mount_and_undecoded() -> None:
 
 
 def test_text_cache_decodes_each_frame_object_once() -> None:
-    cache = _TextCache(size=2)
+    cache = TextCache(size=2)
     first, second = b'{"a":1}', b'{"b":2}'
     text = cache.decode(first)
     assert text == '{"a":1}'

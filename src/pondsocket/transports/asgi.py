@@ -10,42 +10,47 @@ own outbox and never delays delivery to anybody else.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
-from pondsocket.core.options import OverflowPolicy
 from pondsocket.core.outlet import CloseCode
 from pondsocket.core.ratelog import RateLimitedLog
-from pondsocket.core.request import ConnectionRequest
+from pondsocket.transports.asgi_connection import (
+    ASGIApplication,
+    Message,
+    QueuedConnection,
+    Receive,
+    Scope,
+    Send,
+    TextCache,
+    connection_request,
+    endpoint_path,
+    respond,
+)
 from pondsocket.transports.host import Host
-from pondsocket.transports.outbox import Outbox
+from pondsocket.transports.sse import SSETransport
 from pondsocket.transports.uvicorn_support import uvicorn_config
-from pondsocket.wire.codec import encode_frame, new_request_id
-from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
 
 if TYPE_CHECKING:
     import uvicorn
 
-    from pondsocket.core.session import Session
-    from pondsocket.transports.sse import SSETransport
 
-__all__ = ["ASGIApp", "ASGIApplication", "Message", "Receive", "Scope", "Send"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = [
+    "ASGIApp",
+    "ASGIApplication",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "TextCache",
+    "endpoint_path",
+]
 
 log = logging.getLogger("pondsocket.asgi")
 
 HTTP_RESPONSE_EXTENSION = "websocket.http.response"
-OUTBOX_FULL = "outgoing queue full"
-TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
 
 
 class ASGIApp:
@@ -102,10 +107,8 @@ class ASGIApp:
         """How long a closing connection may take to flush and send its close frame."""
         self.http_app: ASGIApplication | None = None
         """Handles every ``http`` scope when set (the seam for an SSE transport)."""
-        self._texts = _TextCache()
+        self._texts = TextCache()
         self._drops = RateLimitedLog(log)
-        from pondsocket.transports.sse import SSETransport  # imports this module
-
         self.sse: SSETransport = SSETransport(self)
         """The SSE transport on endpoint paths (``sse.cors_origin`` enables CORS)."""
 
@@ -161,7 +164,7 @@ class ASGIApp:
             await _deny(scope, send, 404, "Not Found")
             return
         endpoint, route = found
-        ctx = await endpoint.handshake(_request(scope, path, query), route)
+        ctx = await endpoint.handshake(connection_request(scope, path, query), route)
         if not ctx.accepted:
             await _deny(scope, send, ctx.decline_status, ctx.decline_message)
             return
@@ -169,7 +172,7 @@ class ASGIApp:
             await send({"type": "websocket.accept"})
         except OSError:
             return  # the client vanished during the handshake
-        connection = _Connection(self, receive, send)
+        connection = QueuedConnection(self, receive, send)
         session = endpoint.open(ctx, connection)  # queues the CONNECTION frame first
         del ctx  # nothing of the handshake is kept for the connection's life
         await connection.run(session)
@@ -183,7 +186,7 @@ class ASGIApp:
         if self.pond.match(endpoint_path(scope)) is not None:
             await self.sse(scope, receive, send)
         else:
-            await _respond(send, 404, b"Not Found")
+            await respond(send, 404, b"Not Found")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -207,202 +210,6 @@ class ASGIApp:
                 return
 
 
-class _Connection:
-    """One accepted WebSocket: the core's :class:`~pondsocket.core.outlet.Outlet` and the
-    tasks that move its frames."""
-
-    __slots__ = (
-        "_app",
-        "_close_frame",
-        "_ended",
-        "_heartbeat_interval",
-        "_metrics",
-        "_outbox",
-        "_policy",
-        "_receive",
-        "_send",
-        "id",
-    )
-
-    def __init__(self, app: ASGIApp, receive: Receive, send: Send) -> None:
-        options = app.pond.options
-        self._app = app
-        self._receive = receive
-        self._send = send
-        self._outbox = Outbox(options.outbox_max_bytes)
-        self._policy = options.overflow_policy
-        self._heartbeat_interval = options.app_heartbeat_interval
-        self._metrics = app.pond.metrics
-        self._close_frame: tuple[int, str] | None = None
-        # Resolved once the connection is over for the core (closed by us or gone).
-        self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.id = "-"
-
-    # -- the Outlet protocol -------------------------------------------------
-
-    def send(self, frame: bytes) -> None:
-        if not self._outbox.put(frame):
-            self._overflow()
-
-    def close(self, code: int, reason: str) -> None:
-        # Queued frames still go out first: a last message sent before closing arrives.
-        self._end((code, reason))
-
-    def _overflow(self) -> None:
-        if self._policy is OverflowPolicy.DROP:
-            self._metrics.frames_dropped += 1
-            self._app._drops.warning(
-                "dropped outgoing frames for clients reading too slowly "
-                "(overflow policy 'drop'; total in metrics.frames_dropped)"
-            )
-            return
-        self._metrics.slow_consumer_closes += 1
-        log.warning(
-            "closing connection %s with %d: %s (%d bytes); the client reads too slowly",
-            self.id,
-            CloseCode.SLOW_CONSUMER,
-            OUTBOX_FULL,
-            self._outbox.max_bytes,
-        )
-        # Flushing a full queue to a slow reader would only delay the close: discard it.
-        self._end((CloseCode.SLOW_CONSUMER, OUTBOX_FULL), discard=True)
-
-    def _end(self, close_frame: tuple[int, str] | None, *, discard: bool = False) -> None:
-        """Stop accepting frames; ``close_frame`` is None when the client is already gone."""
-        if self._ended.done():
-            return
-        self._close_frame = close_frame
-        self._outbox.close(discard=discard)
-        self._ended.set_result(None)
-
-    # -- lifecycle -----------------------------------------------------------
-
-    async def run(self, session: Session) -> None:
-        self.id = session.connection_id
-        writer = self._spawn(self._write_loop(), "writer")
-        reader = self._spawn(self._read_loop(session), "reader")
-        heartbeat = None
-        if self._heartbeat_interval is not None:
-            heartbeat = self._spawn(self._heartbeat(self._heartbeat_interval), "heartbeat")
-        try:
-            # Not waiting for the writer: a slow client must leave its channels as soon as
-            # it is closed, even while its close frame is stuck behind unread data.
-            await asyncio.wait((reader, self._ended), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self._end(None, discard=True)  # the reader ended first: the client left
-            try:
-                await session.close()
-            finally:
-                await self._stop(reader, writer, heartbeat)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], role: str) -> asyncio.Task[None]:
-        return asyncio.get_running_loop().create_task(coro, name=f"pondsocket-asgi-{role}")
-
-    async def _stop(
-        self,
-        reader: asyncio.Task[None],
-        writer: asyncio.Task[None],
-        heartbeat: asyncio.Task[None] | None,
-    ) -> None:
-        tasks = [reader, writer] if heartbeat is None else [reader, writer, heartbeat]
-        if heartbeat is not None:
-            heartbeat.cancel()
-        try:
-            # The writer flushes and sends the close frame, after which the reader sees
-            # the disconnect. A client that stopped reading stalls both: bounded.
-            await asyncio.wait((reader, writer), timeout=self._app.close_timeout)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _read_loop(self, session: Session) -> None:
-        try:
-            while True:
-                message = await self._receive()
-                kind = message["type"]
-                if kind == "websocket.disconnect":
-                    return
-                if kind != "websocket.receive" or self._ended.done():
-                    continue  # once we are closing, late client messages are moot
-                text = message.get("text")
-                if text is not None:
-                    await session.receive(text)  # awaited: messages handled in order
-                elif message.get("bytes") is not None:
-                    session.receive_binary()
-        except Exception:
-            log.exception("connection %s: failed handling a client message", self.id)
-            self.close(CloseCode.INTERNAL_ERROR, "Internal server error")
-
-    async def _write_loop(self) -> None:
-        texts = self._app._texts
-        try:
-            while batch := await self._outbox.take():
-                for frame in batch:
-                    # ASGI wants str for text frames.
-                    await self._send({"type": "websocket.send", "text": texts.decode(frame)})
-                del batch, frame  # an idle connection must not keep its last frames alive
-            if self._close_frame is not None:
-                code, reason = _close_args(*self._close_frame)
-                await self._send({"type": "websocket.close", "code": code, "reason": reason})
-        except OSError:
-            # Client gone (uvicorn raises ClientDisconnected, an OSError).
-            self._end(None, discard=True)
-        except RuntimeError as exc:
-            # uvicorn refuses sends once it closed the socket itself (ping timeout,
-            # protocol error): with a single writer that is the only way to get here.
-            log.info("connection %s: the server closed the socket (%s)", self.id, exc)
-            self._end(None, discard=True)
-        except Exception:
-            log.warning("connection %s: sending failed", self.id, exc_info=True)
-            self._end(None, discard=True)
-
-    async def _heartbeat(self, interval: float) -> None:
-        while not self._ended.done():
-            await asyncio.sleep(interval)
-            self.send(
-                encode_frame(
-                    ServerAction.SYSTEM, EVENT_HEARTBEAT, ENDPOINT_CHANNEL, new_request_id(), {}
-                )
-            )
-
-
-# -- helpers -----------------------------------------------------------------
-
-
-def endpoint_path(scope: Scope) -> str:
-    """The path endpoint patterns see: below the mount point, percent-escapes intact.
-
-    ``scope["path"]`` is decoded; matching it would decode parameters twice (``%2F`` would
-    become a segment separator), so the raw path is used whenever it agrees with it.
-    """
-    root = scope.get("root_path") or ""
-    decoded = _below(scope["path"], root)
-    raw = scope.get("raw_path")
-    if isinstance(raw, bytes):
-        raw_below = _below(raw.partition(b"?")[0].decode("latin-1"), root)
-        if unquote(raw_below) == decoded:
-            return raw_below
-    return decoded
-
-
-def _below(path: str, root: str) -> str:
-    # Same rule as Starlette: strip the mount prefix only at a segment boundary.
-    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
-        return path[len(root) :] or "/"
-    return path
-
-
-def _request(scope: Scope, path: str, query: str) -> ConnectionRequest:
-    headers = [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in scope.get("headers", ())
-    ]
-    client = scope.get("client")
-    peer = (str(client[0]), int(client[1])) if client else None
-    return ConnectionRequest.from_raw(path, query, headers, peer)
-
-
 async def _deny(scope: Scope, send: Send, status: int, message: str) -> None:
     try:
         if HTTP_RESPONSE_EXTENSION in (scope.get("extensions") or {}):
@@ -417,54 +224,3 @@ async def _deny(scope: Scope, send: Send, status: int, message: str) -> None:
             await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
     except OSError:
         pass  # the client is gone; nobody to tell
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [TEXT_PLAIN, (b"content-length", str(len(body)).encode()), *(headers or ())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _close_args(code: int, reason: str) -> tuple[int, str]:
-    """A code and reason the WebSocket protocol lets a server send (RFC 6455 §7.4)."""
-    sendable = code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
-    if not sendable:
-        log.warning("close code %d cannot be sent; closing with %d", code, CloseCode.NORMAL)
-        code = CloseCode.NORMAL
-    encoded = reason.encode()
-    if len(encoded) > 123:  # the close frame payload is at most 125 bytes
-        reason = encoded[:123].decode(errors="ignore")
-    return int(code), reason
-
-
-class _TextCache:
-    """The decoded text of the last few frames sent, by identity.
-
-    A broadcast hands the *same* bytes object to every recipient, so the first writer
-    decodes it and the others reuse the text. A few entries rather than one: writers
-    drain whole batches, so after a burst of k broadcasts each writer walks all k frames
-    before the next writer runs, and a single entry would miss every time. Holding the
-    frames keeps their ids from being reused, so the identity test is exact.
-    """
-
-    __slots__ = ("_entries", "_next")
-
-    def __init__(self, size: int = 8) -> None:
-        self._entries: list[tuple[bytes, str]] = [(b"", "")] * size
-        self._next = 0
-
-    def decode(self, frame: bytes) -> str:
-        for cached, text in self._entries:
-            if cached is frame:
-                return text
-        text = frame.decode()
-        self._entries[self._next] = (frame, text)
-        self._next = (self._next + 1) % len(self._entries)
-        return text

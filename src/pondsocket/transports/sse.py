@@ -12,7 +12,8 @@ on every endpoint path for plain HTTP requests.
 
 A stream is a WebSocket connection in all but the transport: the same bounded outbox,
 overflow policy, application heartbeat and close handling (it subclasses the WebSocket
-connection and only replaces how frames are written and how the client's leaving is seen).
+connection (:class:`~pondsocket.transports.asgi_connection.QueuedConnection`) and only
+replaces how frames are written and how the client's leaving is seen).
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from typing import TYPE_CHECKING
 
 from pondsocket.core.origin import origin_policy
 from pondsocket.core.outlet import CloseCode
-from pondsocket.transports.asgi import (
+from pondsocket.transports.asgi_connection import (
+    QueuedConnection,
     Receive,
     Scope,
     Send,
-    _Connection,
-    _request,
-    _respond,
+    connection_request,
     endpoint_path,
+    respond,
 )
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class SSETransport:
             await self._message(scope, receive, send, method, headers)
         else:
             upgrade = [(b"upgrade", b"websocket"), (b"connection", b"Upgrade")]
-            await _respond(send, 426, b"Upgrade Required", upgrade)
+            await respond(send, 426, b"Upgrade Required", upgrade)
 
     # -- the stream ----------------------------------------------------------
 
@@ -91,7 +92,7 @@ class SSETransport:
             await self._reply(send, 404, b"Not Found")
             return
         endpoint, route = found
-        ctx = await endpoint.handshake(_request(scope, path, query), route)
+        ctx = await endpoint.handshake(connection_request(scope, path, query), route)
         if not ctx.accepted:
             await self._reply(send, ctx.decline_status, ctx.decline_message.encode())
             return
@@ -176,7 +177,7 @@ class SSETransport:
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         with contextlib.suppress(OSError):  # the client is gone; nobody to tell
-            await _respond(send, status, body, [*self._cors(), *(headers or ())])
+            await respond(send, status, body, [*self._cors(), *(headers or ())])
 
 
 _PREFLIGHT = [
@@ -202,7 +203,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-class _Stream(_Connection):
+class _Stream(QueuedConnection):
     """One accepted SSE connection: a WebSocket connection that writes ``data:`` events
     and learns of the client's leaving from ``http.disconnect``."""
 
