@@ -5,7 +5,6 @@ CI (``CI`` set): CI must never pass by skipping."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from pondsocket.pubsub.aws import SnsSqsPubSub
+from tests import support
 from tests.aws.moto_server import MotoServer, moto_available
 
 AwsFactory = Callable[..., AbstractAsyncContextManager[SnsSqsPubSub]]
@@ -27,10 +27,8 @@ CREDENTIALS = {
 
 
 def unavailable(reason: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: AWS backend tests must not be skipped)")
-    pytest.skip(reason)
+    """Fail in CI, skip elsewhere (:func:`tests.support.unavailable`)."""
+    support.unavailable(reason, "AWS backend")
 
 
 @pytest.fixture(autouse=True)

@@ -3,15 +3,14 @@ cross nodes."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable
 
 from pondsocket import PondSocket
 from pondsocket.cluster import ClusterOptions
 from pondsocket.pubsub.aws import SnsSqsPubSub
 from pondsocket.testing import TestClient, TestConnection
 from tests.aws.moto_server import MotoServer
+from tests.support import eventually
 
 ROOMS = [f"/room/{i}" for i in range(3)]
 
@@ -24,12 +23,6 @@ def make_node(pubsub: SnsSqsPubSub, node_id: str) -> PondSocket:
     )
     lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
     return pond
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 def names(conn: TestConnection, room: str) -> list[str]:
@@ -50,15 +43,19 @@ async def test_two_nodes_over_sns_sqs(moto: MotoServer) -> None:
         for room in ROOMS:
             await bob.join(room, {"name": "bob"})
         for room in ROOMS:
-            await eventually(lambda room=room: names(alice, room) == ["alice", "bob"])
-            await eventually(lambda room=room: names(bob, room) == ["alice", "bob"])
+            await eventually(lambda room=room: names(alice, room) == ["alice", "bob"], timeout=15.0)
+            await eventually(lambda room=room: names(bob, room) == ["alice", "bob"], timeout=15.0)
             await bob.send(room, "say", {"room": room})
-            await eventually(lambda room=room: bool(alice.frames_for(room, event="said")))
+            await eventually(
+                lambda room=room: bool(alice.frames_for(room, event="said")), timeout=15.0
+            )
             await alice.send(room, "say", {"from": "alice"})
-            await eventually(lambda room=room: bool(bob.frames_for(room, event="said")))
+            await eventually(
+                lambda room=room: bool(bob.frames_for(room, event="said")), timeout=15.0
+            )
         await bob.close()
         for room in ROOMS:
-            await eventually(lambda room=room: names(alice, room) == ["alice"])
+            await eventually(lambda room=room: names(alice, room) == ["alice"], timeout=15.0)
     finally:
         await a.shutdown(timeout=2)
         await b.shutdown(timeout=2)

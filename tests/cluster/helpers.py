@@ -91,16 +91,6 @@ def redis_ping(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool
         return False
 
 
-async def eventually(
-    condition: Callable[[], bool], timeout: float = DEFAULT_WAIT, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.02)
-
-
 # -- cluster node processes ----------------------------------------------------------------
 
 

@@ -13,7 +13,8 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from tests.cluster.conftest import Cluster
-from tests.cluster.helpers import ROOM, Frame, Predicate, WsClient, eventually
+from tests.cluster.helpers import ROOM, Frame, Predicate, WsClient
+from tests.support import eventually
 
 pytestmark = pytest.mark.slow
 

@@ -21,15 +21,14 @@ from typing import Any
 import pytest
 
 from pondsocket.pubsub.gcp import GooglePubSub
+from tests import support
 
 GoogleFactory = Callable[..., AbstractAsyncContextManager[GooglePubSub]]
 
 
 def unavailable(reason: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: Google Pub/Sub tests must not be skipped)")
-    pytest.skip(reason)
+    """Fail in CI, skip elsewhere (:func:`tests.support.unavailable`)."""
+    support.unavailable(reason, "Google Pub/Sub")
 
 
 def free_port() -> int:

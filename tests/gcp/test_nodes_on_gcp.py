@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable
 
 from pondsocket import PondSocket
 from pondsocket.cluster import ClusterOptions
 from pondsocket.pubsub.gcp import GooglePubSub
 from pondsocket.testing import TestClient, TestConnection
 from tests.gcp.conftest import Emulator
+from tests.support import eventually
 
 ROOMS = [f"/room/{i}" for i in range(3)]
 
@@ -23,12 +22,6 @@ def make_node(pubsub: GooglePubSub, node_id: str) -> PondSocket:
     )
     lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
     return pond
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 def names(conn: TestConnection, room: str) -> list[str]:

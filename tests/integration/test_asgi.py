@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from tests.support import eventually
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -267,15 +268,6 @@ class Harness:
 async def harness(asgi_serve: AsgiServe) -> AsyncIterator[Harness]:
     async with contextlib.AsyncExitStack() as stack:
         yield Harness(asgi_serve, stack)
-
-
-async def eventually(condition: Any, what: str) -> None:
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            while not condition():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def names(frame: Frame) -> list[str]:

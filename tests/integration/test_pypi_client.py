@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 from pondsocket_client import ClientOptions, PondClient
 from pondsocket_common import ChannelState
 from tests.integration.peer_app import DEPLOYMENTS, LOBBY, Deployment, deploy
+from tests.support import eventually
 from websockets.exceptions import InvalidStatus
 
 
@@ -77,12 +77,6 @@ async def peers(app_url: tuple[Deployment, str]) -> AsyncIterator[Callable[[str]
     yield make
     for peer in made:
         await peer.close()
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 async def joined(make: Callable[[str], Peer], *names: str) -> list[Peer]:

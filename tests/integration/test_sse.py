@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from test_asgi import LOBBY, TOKEN, ChatApp, Client, chat_app, eventually, message
+from test_asgi import LOBBY, TOKEN, ChatApp, Client, chat_app, message
+from tests.support import eventually
 from websockets.asyncio.client import connect
 
 from pondsocket import PondOptions

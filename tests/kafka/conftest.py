@@ -5,7 +5,6 @@ them in CI (``CI`` set): CI must never pass by skipping."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -14,16 +13,15 @@ from typing import Any
 import pytest
 
 from pondsocket.pubsub.kafka import KafkaPubSub
+from tests import support
 from tests.kafka.tansu import Tansu, tansu_binary
 
 KafkaFactory = Callable[..., AbstractAsyncContextManager[KafkaPubSub]]
 
 
 def unavailable(reason: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: Kafka tests must not be skipped)")
-    pytest.skip(reason)
+    """Fail in CI, skip elsewhere (:func:`tests.support.unavailable`)."""
+    support.unavailable(reason, "Kafka")
 
 
 @pytest.fixture(autouse=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from pondsocket import PondSocket
 from pondsocket.cluster import ClusterOptions
 from pondsocket.pubsub.kafka import KafkaPubSub
 from pondsocket.testing import TestClient, TestConnection
 from tests.kafka.conftest import KafkaFactory
+from tests.support import eventually
 
 ROOMS = [f"/room/{i}" for i in range(4)]
 
@@ -22,12 +22,6 @@ def make_node(pubsub: KafkaPubSub, node_id: str) -> PondSocket:
     )
     lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
     return pond
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 def names(conn: TestConnection, room: str) -> list[str]:

@@ -6,7 +6,6 @@ in CI (``CI`` set): CI must never pass by skipping."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from pondsocket.pubsub.nats import NatsPubSub
+from tests import support
 from tests.nats.servers import NatsServer, nats_server_binary, ping
 
 MACHINE_NATS_PORT = 4222
@@ -24,10 +24,8 @@ NatsFactory = Callable[..., AbstractAsyncContextManager[NatsPubSub]]
 
 
 def unavailable(reason: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: NATS tests must not be skipped)")
-    pytest.skip(reason)
+    """Fail in CI, skip elsewhere (:func:`tests.support.unavailable`)."""
+    support.unavailable(reason, "NATS")
 
 
 @pytest.fixture(autouse=True)

@@ -4,13 +4,13 @@ nodes, and a node leaving is seen by the other."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from pondsocket import PondSocket
 from pondsocket.cluster import ClusterOptions
 from pondsocket.pubsub.nats import NatsPubSub
 from pondsocket.testing import TestClient, TestConnection
 from tests.nats.conftest import unique_prefix
+from tests.support import eventually
 
 ROOMS = ["/room/lobby", "/room/a.b", "/room/x*y"]  # '.' and '*' are special in NATS
 
@@ -23,12 +23,6 @@ def make_node(pubsub: NatsPubSub, node_id: str) -> PondSocket:
     )
     lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
     return pond
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 def names(conn: TestConnection, room: str) -> list[str]:

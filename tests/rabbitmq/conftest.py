@@ -6,7 +6,6 @@ in CI (``CI`` set): CI must never pass by skipping."""
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from pondsocket.pubsub.rabbitmq import RabbitMQPubSub
+from tests import support
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -23,10 +23,8 @@ RabbitFactory = Callable[..., AbstractAsyncContextManager[RabbitMQPubSub]]
 
 
 def unavailable(reason: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: RabbitMQ tests must not be skipped)")
-    pytest.skip(reason)
+    """Fail in CI, skip elsewhere (:func:`tests.support.unavailable`)."""
+    support.unavailable(reason, "RabbitMQ")
 
 
 def port_open(port: int = 5672) -> bool:

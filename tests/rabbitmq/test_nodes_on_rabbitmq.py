@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from pondsocket import PondSocket
 from pondsocket.cluster import ClusterOptions
 from pondsocket.pubsub.rabbitmq import RabbitMQPubSub
 from pondsocket.testing import TestClient, TestConnection
+from tests.support import eventually
 
 ROOMS = ["/room/1", "/room/a.b", "/room/x:y"]
 
@@ -21,12 +21,6 @@ def make_node(pubsub: RabbitMQPubSub, node_id: str) -> PondSocket:
     )
     lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
     return pond
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 def names(conn: TestConnection, room: str) -> list[str]:

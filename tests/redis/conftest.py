@@ -6,7 +6,6 @@ and fails them in CI (``CI`` set): CI must never pass by skipping."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from pondsocket.pubsub.redis import RedisPubSub
+from tests import support
 from tests.redis.servers import RedisCluster, RedisServer, ping, redis_server_binary
 
 MACHINE_REDIS_PORT = 6379
@@ -24,10 +24,8 @@ RedisFactory = Callable[..., AbstractAsyncContextManager[RedisPubSub]]
 
 
 def unavailable(reason: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: Redis tests must not be skipped)")
-    pytest.skip(reason)
+    """Fail in CI, skip elsewhere (:func:`tests.support.unavailable`)."""
+    support.unavailable(reason, "Redis")
 
 
 @pytest.fixture(autouse=True)

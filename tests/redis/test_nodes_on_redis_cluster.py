@@ -4,7 +4,6 @@ pub/sub: presence and broadcasts cross nodes on channels spread over every shard
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
@@ -13,6 +12,7 @@ from pondsocket.cluster import ClusterOptions
 from pondsocket.pubsub.redis import RedisPubSub
 from pondsocket.testing import TestClient, TestConnection
 from tests.redis.servers import RedisCluster
+from tests.support import eventually
 
 pytestmark = pytest.mark.slow
 ROOMS = [f"/room/{i}" for i in range(6)]  # their topics hash to several slots and shards
@@ -26,12 +26,6 @@ def make_node(pubsub: RedisPubSub, node_id: str) -> PondSocket:
     )
     lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
     return pond
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 def names(conn: TestConnection, room: str) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -17,15 +17,10 @@ from pondsocket.cluster import ClusterOptions, Envelope, EnvelopeType
 from pondsocket.cluster.signing import EnvelopeSigner
 from pondsocket.pubsub.redis import RedisPubSub
 from pondsocket.testing import TestClient, TestConnection
+from tests.support import eventually
 
 ROOM = "/room/1"
 OLD, NEW = "old-key-of-the-test-cluster-0001", "new-key-of-the-test-cluster-0002"
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 class Cluster:

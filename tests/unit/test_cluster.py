@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from tests.support import eventually
 
 from pondsocket import EventContext, JoinContext, PondSocket
 from pondsocket.cluster import ClusterOptions, Envelope, EnvelopeType, decode_envelope
@@ -72,12 +73,6 @@ class Node:
     @property
     def channel(self) -> Any:
         return self.endpoint.get_channel(ROOM)
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 def presence_names(conn: TestConnection) -> list[str]:
