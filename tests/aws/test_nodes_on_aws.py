@@ -1,63 +1,23 @@
-"""Two PondSocket nodes joined through SNS/SQS on a moto server: presence and broadcasts
-cross nodes."""
+"""Two PondSocket nodes joined through SNS/SQS on a moto server (the shared scenario of
+``tests/nodes_suite.py``)."""
 
 from __future__ import annotations
 
 import uuid
 
-from pondsocket import PondSocket
-from pondsocket.cluster import ClusterOptions
 from pondsocket.pubsub.aws import SnsSqsPubSub
-from pondsocket.testing import TestClient, TestConnection
 from tests.aws.moto_server import MotoServer
-from tests.support import eventually
+from tests.nodes_suite import two_nodes
 
 ROOMS = [f"/room/{i}" for i in range(3)]
-
-
-def make_node(pubsub: SnsSqsPubSub, node_id: str) -> PondSocket:
-    pond = PondSocket(pubsub=pubsub, node_id=node_id, cluster=ClusterOptions(namespace="aws"))
-    endpoint = pond.create_endpoint("/socket", lambda ctx: ctx.accept())
-    lobby = endpoint.create_channel(
-        "/room/:id", lambda ctx: ctx.accept().track({"name": ctx.join_params["name"]})
-    )
-    lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
-    return pond
-
-
-def names(conn: TestConnection, room: str) -> list[str]:
-    frames = conn.frames_for(room, action="PRESENCE")
-    return sorted(p["name"] for p in frames[-1]["payload"]["presence"]) if frames else []
 
 
 async def test_two_nodes_over_sns_sqs(moto: MotoServer) -> None:
     url = moto.url(f"pondsocket-aws-{uuid.uuid4().hex[:8]}", wait_time_seconds=2)
     bus_a = await SnsSqsPubSub.connect(url)
     bus_b = await SnsSqsPubSub.connect(url)
-    a, b = make_node(bus_a, "a"), make_node(bus_b, "b")
     try:
-        alice = await TestClient(a).connect("/socket")
-        bob = await TestClient(b).connect("/socket")
-        for room in ROOMS:
-            await alice.join(room, {"name": "alice"})
-        for room in ROOMS:
-            await bob.join(room, {"name": "bob"})
-        for room in ROOMS:
-            await eventually(lambda room=room: names(alice, room) == ["alice", "bob"], timeout=15.0)
-            await eventually(lambda room=room: names(bob, room) == ["alice", "bob"], timeout=15.0)
-            await bob.send(room, "say", {"room": room})
-            await eventually(
-                lambda room=room: bool(alice.frames_for(room, event="said")), timeout=15.0
-            )
-            await alice.send(room, "say", {"from": "alice"})
-            await eventually(
-                lambda room=room: bool(bob.frames_for(room, event="said")), timeout=15.0
-            )
-        await bob.close()
-        for room in ROOMS:
-            await eventually(lambda room=room: names(alice, room) == ["alice"], timeout=15.0)
+        await two_nodes(bus_a, bus_b, ROOMS, namespace="aws", timeout=15.0)
     finally:
-        await a.shutdown(timeout=2)
-        await b.shutdown(timeout=2)
         await bus_a.close()
         await bus_b.close()

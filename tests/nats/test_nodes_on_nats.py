@@ -1,60 +1,21 @@
-"""Two PondSocket nodes joined through the machine's NATS: presence and broadcasts cross
-nodes, and a node leaving is seen by the other."""
+"""Two PondSocket nodes joined through the machine's NATS (the shared scenario of
+``tests/nodes_suite.py``), on channel names with NATS's special characters."""
 
 from __future__ import annotations
 
-import asyncio
-
-from pondsocket import PondSocket
-from pondsocket.cluster import ClusterOptions
 from pondsocket.pubsub.nats import NatsPubSub
-from pondsocket.testing import TestClient, TestConnection
 from tests.nats.conftest import unique_prefix
-from tests.support import eventually
+from tests.nodes_suite import two_nodes
 
 ROOMS = ["/room/lobby", "/room/a.b", "/room/x*y"]  # '.' and '*' are special in NATS
-
-
-def make_node(pubsub: NatsPubSub, node_id: str) -> PondSocket:
-    pond = PondSocket(pubsub=pubsub, node_id=node_id, cluster=ClusterOptions(namespace="nt"))
-    endpoint = pond.create_endpoint("/socket", lambda ctx: ctx.accept())
-    lobby = endpoint.create_channel(
-        "/room/:id", lambda ctx: ctx.accept().track({"name": ctx.join_params["name"]})
-    )
-    lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
-    return pond
-
-
-def names(conn: TestConnection, room: str) -> list[str]:
-    frames = conn.frames_for(room, action="PRESENCE")
-    return sorted(p["name"] for p in frames[-1]["payload"]["presence"]) if frames else []
 
 
 async def test_two_nodes_over_nats(machine_nats: str) -> None:
     prefix = unique_prefix()
     bus_a = await NatsPubSub.connect(machine_nats, subject_prefix=prefix)
     bus_b = await NatsPubSub.connect(machine_nats, subject_prefix=prefix)
-    a, b = make_node(bus_a, "a"), make_node(bus_b, "b")
     try:
-        alice = await TestClient(a).connect("/socket")
-        bob = await TestClient(b).connect("/socket")
-        for room in ROOMS:
-            await alice.join(room, {"name": "alice"})
-        await asyncio.sleep(0.3)  # a's subscriptions are active before b announces itself
-        for room in ROOMS:
-            await bob.join(room, {"name": "bob"})
-        for room in ROOMS:
-            await eventually(lambda room=room: names(alice, room) == ["alice", "bob"])
-            await eventually(lambda room=room: names(bob, room) == ["alice", "bob"])
-            await bob.send(room, "say", {"room": room})
-            await eventually(lambda room=room: bool(alice.frames_for(room, event="said")))
-            await alice.send(room, "say", {"from": "alice"})
-            await eventually(lambda room=room: bool(bob.frames_for(room, event="said")))
-        await bob.close()
-        for room in ROOMS:
-            await eventually(lambda room=room: names(alice, room) == ["alice"])
+        await two_nodes(bus_a, bus_b, ROOMS, namespace="nt")
     finally:
-        await a.shutdown(timeout=2)
-        await b.shutdown(timeout=2)
         await bus_a.close()
         await bus_b.close()

@@ -1,57 +1,19 @@
-"""Two PondSocket nodes joined through RabbitMQ: presence and broadcasts cross nodes."""
+"""Two PondSocket nodes joined through RabbitMQ (the shared scenario of
+``tests/nodes_suite.py``), on channel names with AMQP routing-key characters."""
 
 from __future__ import annotations
 
-import asyncio
-
-from pondsocket import PondSocket
-from pondsocket.cluster import ClusterOptions
 from pondsocket.pubsub.rabbitmq import RabbitMQPubSub
-from pondsocket.testing import TestClient, TestConnection
-from tests.support import eventually
+from tests.nodes_suite import two_nodes
 
 ROOMS = ["/room/1", "/room/a.b", "/room/x:y"]
-
-
-def make_node(pubsub: RabbitMQPubSub, node_id: str) -> PondSocket:
-    pond = PondSocket(pubsub=pubsub, node_id=node_id, cluster=ClusterOptions(namespace="rmq"))
-    endpoint = pond.create_endpoint("/socket", lambda ctx: ctx.accept())
-    lobby = endpoint.create_channel(
-        "/room/:id", lambda ctx: ctx.accept().track({"name": ctx.join_params["name"]})
-    )
-    lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
-    return pond
-
-
-def names(conn: TestConnection, room: str) -> list[str]:
-    frames = conn.frames_for(room, action="PRESENCE")
-    return sorted(p["name"] for p in frames[-1]["payload"]["presence"]) if frames else []
 
 
 async def test_two_nodes_over_rabbitmq(machine_rabbitmq: str, exchange_name: str) -> None:
     bus_a = await RabbitMQPubSub.connect(machine_rabbitmq, exchange=exchange_name)
     bus_b = await RabbitMQPubSub.connect(machine_rabbitmq, exchange=exchange_name)
-    a, b = make_node(bus_a, "a"), make_node(bus_b, "b")
     try:
-        alice = await TestClient(a).connect("/socket")
-        bob = await TestClient(b).connect("/socket")
-        for room in ROOMS:
-            await alice.join(room, {"name": "alice"})
-        await asyncio.sleep(0.3)  # a's bindings are active before b announces itself
-        for room in ROOMS:
-            await bob.join(room, {"name": "bob"})
-        for room in ROOMS:
-            await eventually(lambda room=room: names(alice, room) == ["alice", "bob"])
-            await eventually(lambda room=room: names(bob, room) == ["alice", "bob"])
-            await bob.send(room, "say", {"room": room})
-            await eventually(lambda room=room: bool(alice.frames_for(room, event="said")))
-            await alice.send(room, "say", {"from": "alice"})
-            await eventually(lambda room=room: len(bob.frames_for(room, event="said")) >= 2)
-        await bob.close()
-        for room in ROOMS:
-            await eventually(lambda room=room: names(alice, room) == ["alice"])
+        await two_nodes(bus_a, bus_b, ROOMS, namespace="rmq")
     finally:
-        await a.shutdown(timeout=2)
-        await b.shutdown(timeout=2)
         await bus_a.close()
         await bus_b.close()

@@ -1,0 +1,72 @@
+"""The two-node scenario every backend runs (``tests/<backend>/test_nodes_on_*.py``): two
+PondSocket nodes joined through the backend, presence and broadcasts crossing in both
+directions in several rooms, and a node's user leaving seen by the other node."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from pondsocket import PondSocket
+from pondsocket.cluster import ClusterOptions
+from pondsocket.pubsub import PubSub
+from pondsocket.testing import TestClient, TestConnection
+from tests.support import eventually
+
+
+def make_node(pubsub: PubSub, node_id: str, namespace: str) -> PondSocket:
+    cluster = ClusterOptions(namespace=namespace)
+    pond = PondSocket(pubsub=pubsub, node_id=node_id, cluster=cluster)
+    endpoint = pond.create_endpoint("/socket", lambda ctx: ctx.accept())
+    lobby = endpoint.create_channel(
+        "/room/:id", lambda ctx: ctx.accept().track({"name": ctx.join_params["name"]})
+    )
+    lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
+    return pond
+
+
+def names(conn: TestConnection, room: str) -> list[str]:
+    frames = conn.frames_for(room, action="PRESENCE")
+    return sorted(p["name"] for p in frames[-1]["payload"]["presence"]) if frames else []
+
+
+def heard(conn: TestConnection, room: str, payload: dict[str, str]) -> bool:
+    return any(f["payload"] == payload for f in conn.frames_for(room, event="said"))
+
+
+async def two_nodes(
+    bus_a: PubSub,
+    bus_b: PubSub,
+    rooms: Sequence[str],
+    *,
+    namespace: str = "nodes",
+    timeout: float = 10.0,
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Run the scenario over ``bus_a`` and ``bus_b`` (the caller closes them); ``check``
+    runs at the end, before the nodes shut down (backend-specific assertions)."""
+    a, b = make_node(bus_a, "a", namespace), make_node(bus_b, "b", namespace)
+    try:
+        alice = await TestClient(a).connect("/socket")
+        bob = await TestClient(b).connect("/socket")
+        for room in rooms:
+            await alice.join(room, {"name": "alice"})
+        await asyncio.sleep(0.3)  # a's subscriptions are active before b announces itself
+        for room in rooms:
+            await bob.join(room, {"name": "bob"})
+        for room in rooms:
+            await eventually(lambda r=room: names(alice, r) == ["alice", "bob"], timeout=timeout)
+            await eventually(lambda r=room: names(bob, r) == ["alice", "bob"], timeout=timeout)
+            from_bob, from_alice = {"from": "bob", "room": room}, {"from": "alice", "room": room}
+            await bob.send(room, "say", from_bob)
+            await eventually(lambda r=room, p=from_bob: heard(alice, r, p), timeout=timeout)
+            await alice.send(room, "say", from_alice)
+            await eventually(lambda r=room, p=from_alice: heard(bob, r, p), timeout=timeout)
+        await bob.close()
+        for room in rooms:
+            await eventually(lambda r=room: names(alice, r) == ["alice"], timeout=timeout)
+        if check is not None:
+            check()
+    finally:
+        await a.shutdown(timeout=2)
+        await b.shutdown(timeout=2)
