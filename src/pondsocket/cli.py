@@ -193,15 +193,13 @@ def _serve(args: argparse.Namespace) -> int:
         _configure_logging(args.log_level)
         pond.run(args.host, args.port, tune_gc=args.gc_tuning, **({"ssl": tls} if tls else {}))
         return 0
-    try:
-        import uvicorn
-    except ImportError:
-        raise CLIError("--asgi needs uvicorn: install pondsocket[asgi]") from None
+    if not _importable("uvicorn"):
+        raise CLIError("--asgi needs uvicorn: install pondsocket[asgi]")
     _configure_logging(args.log_level)
     if args.gc_tuning:
         tune_gc()
     certificate = {"ssl_certfile": args.certfile, "ssl_keyfile": args.keyfile} if tls else {}
-    config = pond.asgi.uvicorn_config(  # limits, keep-alive, handshake timeout
+    server = pond.asgi.uvicorn_server(  # limits, keep-alive, handshake timeout, shutdown
         host=args.host,
         port=args.port,
         ws="websockets-sansio",
@@ -209,7 +207,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         **certificate,
     )
-    uvicorn.Server(config).run()
+    server.run()
     return 0
 
 

@@ -64,6 +64,7 @@ class PondSocket:
         self._shutdown_hooks: list[Hook] = []
         self._started = False
         self._asgi: ASGIApp | None = None
+        self._shutting_down: asyncio.Future[None] | None = None
 
     @overload
     def create_endpoint(
@@ -175,7 +176,19 @@ class PondSocket:
         standalone.run(self, host, port, **kwargs)
 
     async def shutdown(self, timeout: float = 5.0) -> None:
-        """Close every connection (1001), wait for leave handlers, flush cluster traffic."""
+        """Close every connection (1001), wait for leave handlers, flush cluster traffic.
+        Once: a second call (a host's lifespan after the server's own) waits for the
+        first to end."""
+        if self._shutting_down is not None:
+            await asyncio.shield(self._shutting_down)
+            return
+        self._shutting_down = asyncio.get_running_loop().create_future()
+        try:
+            await self._shutdown(timeout)
+        finally:
+            self._shutting_down.set_result(None)
+
+    async def _shutdown(self, timeout: float) -> None:
         for endpoint in self._endpoints:
             endpoint.close_all(CloseCode.GOING_AWAY, "server shutting down")
         try:

@@ -635,3 +635,46 @@ def test_tls_options_are_checked_before_serving(
         assert main([*command, *flags]) == 2, flags
         err = capsys.readouterr().err
         assert err.startswith("pondsocket: error: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_asgi_sigterm_closes_sse_streams_and_sockets_with_1001(spawn: Any) -> None:
+    """uvicorn alone waited for ever for an open SSE response on SIGTERM (the app's
+    shutdown never ran), and its WebSocket clients got 1012: the server now closes every
+    stream and socket itself first (1001), then uvicorn stops."""
+    import threading
+
+    import httpx
+    from websockets.exceptions import ConnectionClosed
+
+    server = spawn("serve", "pondsocket.demo.app:create_demo", "--asgi")
+    base = f"127.0.0.1:{server.port}/socket?username="
+    ended = threading.Event()
+    first_event: list[str] = []
+
+    def read_stream() -> None:
+        headers = {"Accept": "text/event-stream"}
+        with httpx.stream("GET", f"http://{base}sse", headers=headers, timeout=30) as reply:
+            for line in reply.iter_lines():
+                if line.startswith("data:") and not first_event:
+                    first_event.append(line)
+        ended.set()
+
+    reader = threading.Thread(target=read_stream, daemon=True)
+    reader.start()
+    with ws_connect(f"ws://{base}ann") as ws:
+        assert receive(ws)["event"] == "CONNECTION"
+        deadline = time.monotonic() + 5
+        while not first_event and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first_event, "the SSE stream did not open"
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert ended.wait(10), "the SSE stream was not ended"
+    # uvicorn re-raises the SIGTERM it caught once it has stopped: killed by it, cleanly
+    assert server.proc.wait(15) in (0, -signal.SIGTERM)
+    assert time.monotonic() - started < 8
+    assert "Traceback" not in server.output

@@ -31,7 +31,7 @@ from pondsocket.transports.asgi_connection import (
 )
 from pondsocket.transports.host import Host
 from pondsocket.transports.sse import SSETransport
-from pondsocket.transports.uvicorn_support import uvicorn_config
+from pondsocket.transports.uvicorn_support import uvicorn_config, uvicorn_server
 
 if TYPE_CHECKING:
     import uvicorn
@@ -141,6 +141,13 @@ class ASGIApp:
         ``PondOptions.handshake_timeout`` is closed (uvicorn alone waits for ever). Run it
         with ``uvicorn.Server(config).run()`` or ``await uvicorn.Server(config).serve()``."""
         return uvicorn_config(self, **kwargs)
+
+    def uvicorn_server(self, **kwargs: Any) -> uvicorn.Server:
+        """A ``uvicorn.Server`` for :meth:`uvicorn_config` ``(**kwargs)`` whose shutdown
+        (SIGTERM, Ctrl+C) closes this PondSocket first: clients get 1001, SSE streams
+        end, leave handlers run, the cluster is flushed; then uvicorn stops. Run it with
+        ``.run()`` or ``await ....serve()``."""
+        return uvicorn_server(self, uvicorn_config(self, **kwargs))
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: object = None) -> AsyncIterator[None]:
