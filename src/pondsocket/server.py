@@ -8,6 +8,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, overload
 
+import orjson
+
 from pondsocket.cluster.node import ClusterNode
 from pondsocket.cluster.options import ClusterOptions
 from pondsocket.core.endpoint import ConnectionHandler, Endpoint
@@ -174,6 +176,29 @@ class PondSocket:
         Tunes the process's garbage collector for a server (:func:`pondsocket.tune_gc`);
         ``tune_gc=False`` keeps CPython's defaults."""
         standalone.run(self, host, port, **kwargs)
+
+    def health(self, path: str) -> tuple[int, bytes] | None:
+        """The answer to a plain HTTP ``GET path`` if it is a health check
+        (``PondOptions.health_path``: alive; ``ready_path``: ready to take connections),
+        else ``None``. Ready means started, not shutting down, and (in a cluster) the
+        broker connected and the node subscribed; otherwise 503 with the reason."""
+        options = self.options
+        if options.health_path is not None and path == options.health_path:
+            return 200, b'{"status":"ok"}'
+        if options.ready_path is None or path != options.ready_path:
+            return None
+        reason = self.not_ready()
+        if reason is None:
+            return 200, b'{"status":"ready"}'
+        return 503, orjson.dumps({"status": "not ready", "reason": reason})
+
+    def not_ready(self) -> str | None:
+        """Why this server is not ready for new connections (``None``: it is)."""
+        if self._shutting_down is not None:
+            return "shutting down"
+        if not self._started:
+            return "starting"
+        return self.cluster.not_ready()
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Close every connection (1001), wait for leave handlers, flush cluster traffic.

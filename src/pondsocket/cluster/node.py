@@ -92,6 +92,19 @@ class ClusterNode:
     def started(self) -> bool:
         return self._started
 
+    def not_ready(self) -> str | None:
+        """Why this node cannot serve cluster traffic now (``None``: it can): the broker
+        is disconnected, or the node's subscriptions are not in place yet."""
+        if self.outbox.bus_down:
+            return "broker disconnected"
+        if self._started:
+            sub = self._heartbeat_sub
+            if sub is None or not sub.done():
+                return "subscribing"
+            if sub.cancelled() or sub.exception() is not None or sub.result() is None:
+                return "not subscribed to the cluster's heartbeats"
+        return None
+
     @property
     def authenticated(self) -> bool:
         """Whether envelopes are signed with a cluster secret: then a node may ask another

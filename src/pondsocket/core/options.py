@@ -97,6 +97,14 @@ class PondOptions:
     """Seconds a handshake may take, the connection handler included; then it is refused
     (HTTP 408 under ASGI; the standalone server drops the connection)."""
 
+    health_path: str | None = "/healthz"
+    """A plain HTTP ``GET`` here answers 200 while the process serves (a liveness probe);
+    ``None`` turns it off. An endpoint at the same path is not reachable by plain GETs."""
+    ready_path: str | None = "/readyz"
+    """A plain HTTP ``GET`` here answers 200 when the server takes connections (started,
+    not shutting down, broker connected and subscribed), else 503 with the reason (a
+    readiness probe: a load balancer stops sending clients). ``None`` turns it off."""
+
     def __post_init__(self) -> None:
         # a tuple, so the options stay hashable and nobody mutates the list afterwards
         object.__setattr__(self, "allowed_origins", validate_allowed_origins(self.allowed_origins))
@@ -113,6 +121,10 @@ class PondOptions:
             self.join_rate_limit <= 0 or self.join_rate_burst < 1
         ):
             raise UsageError("join_rate_limit must be positive and join_rate_burst >= 1")
+        for name in ("health_path", "ready_path"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith("/"):
+                raise UsageError(f"{name} must start with '/' (or be None)")
         if self.handshake_timeout <= 0:
             raise UsageError("handshake_timeout must be positive")
         if self.max_message_size <= 0:

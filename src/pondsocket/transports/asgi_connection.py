@@ -237,13 +237,19 @@ def connection_request(scope: Scope, path: str, query: str) -> ConnectionRequest
 
 
 async def respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    content_type: bytes | None = None,
 ) -> None:
+    kind = TEXT_PLAIN if content_type is None else (b"content-type", content_type)
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [TEXT_PLAIN, (b"content-length", str(len(body)).encode()), *(headers or ())],
+            "headers": [kind, (b"content-length", str(len(body)).encode()), *(headers or ())],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -24,6 +24,10 @@ class Host(Protocol):
         """The endpoint serving ``path`` (with its query string), if any."""
         ...
 
+    def health(self, path: str) -> tuple[int, bytes] | None:
+        """``(status, JSON body)`` when ``path`` is a health check, else ``None``."""
+        ...
+
     async def startup(self) -> None:
         """Run the app's startup hooks and start the cluster node (idempotent)."""
         ...

@@ -369,6 +369,9 @@ class StandaloneServer:
         target = request.path  # the request target: path plus optional ?query
         path, _, query = target.partition("?")
         if not _is_upgrade(request.headers):
+            health = self._pond.health(path)
+            if health is not None:
+                return _response(health[0], "application/json", health[1])
             page = self._http_routes.get(path)
             if page is not None:
                 return _response(200, page[0], page[1])
