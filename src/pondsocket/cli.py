@@ -305,6 +305,8 @@ def _apply_cluster(pond: PondSocket, args: argparse.Namespace) -> None:
             )
         return
     scheme = urlsplit(url).scheme.lower()
+    if args.redis and not scheme.startswith("redis"):
+        raise CLIError(f"--redis takes a redis:// URL, not {url!r}: use --pubsub for it")
     if scheme not in BACKENDS:
         raise CLIError(f"unsupported pubsub URL {url!r}: use one of {', '.join(sorted(BACKENDS))}")
     module, _, extra = BACKENDS[scheme]

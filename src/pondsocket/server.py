@@ -177,6 +177,10 @@ class PondSocket:
         ``tune_gc=False`` keeps CPython's defaults."""
         standalone.run(self, host, port, **kwargs)
 
+    def describe(self) -> str:
+        """One line for the logs: the bus and this node's id."""
+        return f"pubsub: {type(self.pubsub).__name__}; node {self.cluster.node_id}"
+
     def health(self, path: str) -> tuple[int, bytes] | None:
         """The answer to a plain HTTP ``GET path`` if it is a health check
         (``PondOptions.health_path``: alive; ``ready_path``: ready to take connections),

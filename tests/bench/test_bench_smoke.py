@@ -142,3 +142,18 @@ def test_histograms() -> None:
 def test_proc_readings() -> None:
     assert cpu_seconds(os.getpid()) > 0
     assert rss_bytes(os.getpid()) > 1 << 20
+
+
+def test_plot_without_matplotlib_fails_before_the_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name)
+    )
+    assert main(["fanout", "--duration", "30", "--plot", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "--plot needs matplotlib" in captured.err
+    assert "fanout" not in captured.out  # nothing was benchmarked

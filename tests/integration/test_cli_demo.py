@@ -678,3 +678,17 @@ def test_asgi_sigterm_closes_sse_streams_and_sockets_with_1001(spawn: Any) -> No
     assert server.proc.wait(15) in (0, -signal.SIGTERM)
     assert time.monotonic() - started < 8
     assert "Traceback" not in server.output
+
+
+def test_redis_flag_takes_only_redis_urls(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "pondsocket.demo.app:create_demo", "--redis", "nats://x:4222"]) == 2
+    err = capsys.readouterr().err
+    assert "--redis takes a redis:// URL" in err and "--pubsub" in err
+
+
+def test_the_listening_line_names_transport_bus_and_node(spawn: Any) -> None:
+    server = spawn("serve", "pondsocket.demo.app:create_demo")
+    assert server.interrupt() == 0
+    line = next(x for x in server.output.splitlines() if "listening on" in x)
+    assert f"ws://127.0.0.1:{server.port}" in line
+    assert "standalone" in line and "pubsub: InMemoryPubSub" in line and "node " in line

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import ipaddress
 import sys
 from collections.abc import Sequence
@@ -165,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"pondsocket bench: error: needs picows and uvloop ({exc}): pip install picows uvloop",
             file=sys.stderr,
         )
+        return 2
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        # before the run, not after minutes of benchmarking
+        print("pondsocket bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
         return 2
     from pondsocket.bench import report
     from pondsocket.bench.scenarios import Settings

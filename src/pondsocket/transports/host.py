@@ -24,6 +24,10 @@ class Host(Protocol):
         """The endpoint serving ``path`` (with its query string), if any."""
         ...
 
+    def describe(self) -> str:
+        """One line for the logs: the bus and the node id."""
+        ...
+
     def health(self, path: str) -> tuple[int, bytes] | None:
         """``(status, JSON body)`` when ``path`` is a health check, else ``None``."""
         ...

@@ -518,7 +518,9 @@ async def serve(
                 ready.set_exception(exc)
         raise
     scheme = "wss" if ws_kwargs.get("ssl") is not None else "ws"
-    log.info("PondSocket listening on %s://%s:%d", scheme, host, bound)
+    log.info(
+        "PondSocket listening on %s://%s:%d (standalone; %s)", scheme, host, bound, pond.describe()
+    )
     if ready is not None and not ready.done():
         ready.set_result(bound)
     stop = asyncio.Event()
