@@ -20,6 +20,8 @@ from pondsocket.core.options import PondOptions
 from pondsocket.core.outlet import CloseCode
 from pondsocket.core.tasks import TaskSet
 from pondsocket.errors import UsageError
+from pondsocket.history.service import HistoryService
+from pondsocket.history.store import HistoryStore
 from pondsocket.pubsub.base import PubSub
 from pondsocket.pubsub.memory import InMemoryPubSub
 from pondsocket.routing import Route
@@ -45,6 +47,7 @@ class PondSocket:
         *,
         node_id: str | None = None,
         cluster: ClusterOptions | None = None,
+        history: HistoryStore | None = None,
     ) -> None:
         self.options = options or PondOptions()
         self._owns_pubsub = pubsub is None
@@ -61,6 +64,19 @@ class PondSocket:
         self.cluster = ClusterNode(
             self.pubsub, self._tasks.spawn, node_id=node_id, options=cluster, alone=alone
         )
+        self._history_store = history
+        self.history = HistoryService(
+            lambda: self.cluster,
+            lambda channel: self.cluster.topic_of(channel),
+            self._tasks.spawn,
+            lambda: (
+                self._history_store
+                if self._history_store is not None
+                else self.pubsub.history_store()
+            ),
+        )
+        """Records, orders and replays the broadcasts of channels with history."""
+        self.cluster.channel_resynced = self.history.resynced
         self._endpoints: list[Endpoint] = []
         self._startup_hooks: list[Hook] = []
         self._shutdown_hooks: list[Hook] = []
@@ -96,6 +112,7 @@ class PondSocket:
                 self.cluster,
                 self.limits,
             )
+            endpoint.recorder = self.history
             self._endpoints.append(endpoint)
             return endpoint
 
@@ -118,7 +135,28 @@ class PondSocket:
         self._started = True
         for hook in self._startup_hooks:
             await hook()
+        self._start_history()
         self.cluster.start()
+
+    def _start_history(self) -> None:
+        store = (
+            self._history_store if self._history_store is not None else self.pubsub.history_store()
+        )
+        if store is None:
+            patterns = [
+                lobby.pattern.pattern
+                for endpoint in self._endpoints
+                for lobby in endpoint.lobbies
+                if lobby.history_config is not None
+            ]
+            if patterns:
+                raise UsageError(
+                    f"channels {', '.join(patterns)} keep history, but {type(self.pubsub).__name__}"
+                    " has no history store: pass PondSocket(history=...), e.g."
+                    " RedisHistory.from_url('redis://...') (docs/recovery.md)"
+                )
+        self.history.store = store
+        self.cluster.channel_resynced = self.history.resynced
 
     def use_pubsub(self, pubsub: PubSub, cluster: ClusterOptions | None = None) -> None:
         """Join a cluster through ``pubsub`` (it stays the caller's to close). Only before
@@ -133,6 +171,7 @@ class PondSocket:
             node_id=self.cluster.node_id,
             options=cluster or self.cluster.options,
         )
+        self.cluster.channel_resynced = self.history.resynced
         for endpoint in self._endpoints:
             endpoint.relay = self.cluster
 
@@ -228,6 +267,7 @@ class PondSocket:
         except TimeoutError:
             log.warning("shutdown: connections still open after %.1f s", timeout)
         await self._tasks.drain(timeout)
+        await self.history.aclose()
         await self.cluster.aclose(timeout)
         if self._owns_pubsub:  # a pubsub passed in belongs to the caller
             await self.pubsub.close()

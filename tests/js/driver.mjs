@@ -216,6 +216,21 @@ function subscribeChannel(entry, channelName, channel) {
   return { name: channelName, channel, unsubscribe: () => unsubscribers.forEach((u) => u()) };
 }
 
+/**
+ * What docs/recovery.md tells an app to do: the client resends the same join-params object on
+ * every automatic rejoin, so keep its `recover` at the last position seen (every recorded
+ * broadcast carries `payload._position`; the `recovery` signal after a join gives the start).
+ */
+function trackPosition(channel, params) {
+  channel.onMessage((event, payload) => {
+    if (payload && payload._position) {
+      params.recover = payload._position;
+    } else if (event === 'recovery' && payload && payload.epoch) {
+      params.recover = { offset: payload.offset, epoch: payload.epoch };
+    }
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Commands
 
@@ -298,12 +313,14 @@ async function cmdJoin(msg) {
   if (typeof channelName !== 'string') throw new CommandError('join needs a "channel"');
 
   // createChannel returns the existing object unless it is CLOSED (and then ignores new params).
-  const channel = entry.client.createChannel(channelName, msg.params ?? {});
+  const params = msg.params ?? {};
+  const channel = entry.client.createChannel(channelName, params);
   let ch = entry.channels.get(channelName);
   if (!ch || ch.channel !== channel) {
     ch?.unsubscribe();
     ch = subscribeChannel(entry, channelName, channel);
     entry.channels.set(channelName, ch);
+    if (msg.trackPosition) trackPosition(channel, params);
   }
   entry.lastDecline.delete(channelName);
 

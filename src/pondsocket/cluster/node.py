@@ -76,6 +76,8 @@ class ClusterNode:
         self._resyncs = PendingResyncs()
         self._pending_gets: dict[str, asyncio.Future[User | None]] = {}
         self._resync_listeners: list[ResyncListener] = []
+        self.channel_resynced: Callable[[Channel, str], None] | None = None
+        """Told of each resync with the channel itself (the history service fills gaps)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeat_sub: asyncio.Task[Subscription | None] | None = None
         self._started = False
@@ -277,6 +279,8 @@ class ClusterNode:
         self._publish(channel, EnvelopeType.STATE_REQUEST, {"fromNode": self.node_id})
         self.answer_state(channel)  # peers that lost our messages learn our truth unasked
         log.info("resyncing channel %s (%s)", channel.name, reason)
+        if self.channel_resynced is not None:
+            self.channel_resynced(channel, reason)
         for listener in list(self._resync_listeners):
             try:
                 listener(channel.name, reason)

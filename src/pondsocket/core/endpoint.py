@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pondsocket.core.channel import Channel
 from pondsocket.core.contexts import ConnectionContext, Decision
+from pondsocket.core.history import Recorder
 from pondsocket.core.invoke import Middleware, run_chain
 from pondsocket.core.limits import ConnectionLimits
 from pondsocket.core.lobby import JoinHandler, Lobby
@@ -64,6 +65,7 @@ class Endpoint:
         self._handler_failures = FailureLog(log)
         self._tasks = tasks
         self.relay = relay
+        self.recorder: Recorder | None = None
         self.limits = limits or ConnectionLimits(
             options.max_connections, options.max_connections_per_address
         )
@@ -105,6 +107,10 @@ class Endpoint:
             return add(handler)
         compile_pattern(pattern)  # fail at the decorator line, not later
         return add
+
+    @property
+    def lobbies(self) -> list[Lobby]:
+        return list(self._lobbies)
 
     def find_lobby(self, channel_name: str) -> tuple[Lobby, Route] | None:
         for lobby in self._lobbies:

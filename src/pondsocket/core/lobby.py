@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pondsocket.core.contexts import LeaveContext
+from pondsocket.core.history import HistoryConfig
 from pondsocket.core.invoke import Middleware, call_handler
 from pondsocket.core.user import User
 from pondsocket.errors import UsageError
@@ -55,6 +56,7 @@ class Lobby:
         self._outgoing: list[tuple[PathPattern, OutgoingHandler]] = []
         self._outgoing_cache: dict[str, tuple[OutgoingHandler, ...]] = {}
         self.leave_handlers: list[LeaveHandler] = []
+        self.history_config: HistoryConfig | None = None
 
     def __repr__(self) -> str:
         return f"<Lobby {self.pattern.pattern!r}>"
@@ -98,6 +100,13 @@ class Lobby:
             self._outgoing_cache.clear()
 
         return _register(handler, add)
+
+    def history(self, size: int = 100, ttl: float = 300.0, *, meta_ttl: float = 86_400.0) -> Lobby:
+        """Keep the last ``size`` broadcasts (at most ``ttl`` seconds old) of every channel
+        of this pattern, cluster-wide, so rejoining clients recover what they missed
+        (docs/recovery.md). Call before the first join; returns the lobby."""
+        self.history_config = HistoryConfig(size, ttl, meta_ttl)
+        return self
 
     def find_event_handler(self, event: str) -> tuple[EventHandler, Route] | None:
         for pattern, handler in self._events:

@@ -220,6 +220,7 @@ class Session:
             self._send(
                 ServerAction.SYSTEM, EVENT_ACKNOWLEDGE, msg, {}
             )  # first frame of the channel
+            channel.catch_up(member.id, msg.payload)  # history channels: recover, signal
 
         ctx = JoinContext(channel, route, msg.payload, member, msg.requestId, admit)
         channel.begin_join()

@@ -33,8 +33,12 @@ import abc
 import enum
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from pondsocket.errors import InvalidOptionError, PondSocketError
+
+if TYPE_CHECKING:
+    from pondsocket.history.store import HistoryStore
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
 
@@ -118,3 +122,9 @@ class PubSub(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+    def history_store(self) -> HistoryStore | None:
+        """The channel-history store that lives where this bus does (Redis Streams for
+        Redis, the process for the in-memory bus), or ``None``: then a server whose
+        channels keep history needs ``PondSocket(history=...)``."""
+        return None

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from pondsocket.history.memory import MemoryHistory
+from pondsocket.history.store import HistoryStore
 from pondsocket.pubsub.base import (
     MessageHandler,
     PubSub,
@@ -21,6 +23,8 @@ class InMemoryBroker:
 
     def __init__(self) -> None:
         self._clients: list[InMemoryPubSub] = []
+        self.history = MemoryHistory()
+        """The channel history its nodes share (the in-memory bus is one process)."""
 
     def attach(self, client: InMemoryPubSub) -> None:
         self._clients.append(client)
@@ -56,6 +60,9 @@ class InMemoryPubSub(PubSub):
 
     def count_drop(self) -> None:
         self.dropped += 1
+
+    def history_store(self) -> HistoryStore:
+        return self.broker.history
 
     def alone(self) -> bool:
         """True while no other :class:`InMemoryPubSub` is attached to this one's broker:

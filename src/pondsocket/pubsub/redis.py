@@ -31,6 +31,8 @@ from redis.asyncio import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from pondsocket.errors import InvalidOptionError
+from pondsocket.history.redis import RedisHistory
+from pondsocket.history.store import HistoryStore
 from pondsocket.pubsub.base import (
     BusState,
     MessageHandler,
@@ -90,6 +92,13 @@ class RedisPubSub(PubSub):
         self._connected = True
         self._down_since = 0.0
         self._closed = False
+        self._history: RedisHistory | None = None
+
+    def history_store(self) -> HistoryStore:
+        """Channel history in this Redis, as Streams (:class:`RedisHistory`)."""
+        if self._history is None:
+            self._history = RedisHistory(self.client)
+        return self._history
 
     # -- construction --------------------------------------------------------
 

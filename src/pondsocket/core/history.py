@@ -1,0 +1,220 @@
+"""Channel history on the core side: positions, what a member has seen, catching up.
+
+A channel of a lobby with history (``lobby.history(size=..., ttl=...)``) does not deliver
+its broadcasts at once: it hands them to its :class:`Recorder`, which stores each one
+(giving it an *offset* within an *epoch*) and then has the channel deliver it, in offset
+order, with the position in the payload under :data:`POSITION_KEY`. The recorder does the
+I/O; this module only keeps the per-member bookkeeping that makes delivery exactly-once:
+the last offset each member got, and the frames held for a member while it catches up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pondsocket.errors import UsageError
+
+if TYPE_CHECKING:
+    from pondsocket.core.channel import Channel
+    from pondsocket.core.relay import Recipients
+
+POSITION_KEY = "_position"
+"""The payload key of a recorded broadcast's position: ``{"offset": int, "epoch": str}``.
+Reserved on channels with history: the server sets it; a value sent by a client is replaced."""
+
+RECOVER_KEY = "recover"
+"""The join-params key a client rejoins with: ``{"recover": {"offset": n, "epoch": "..."}}``."""
+
+RECOVERY_EVENT = "recovery"
+"""``SYSTEM`` event sent after every join of a history channel (see docs/recovery.md)."""
+
+CONTINUITY_LOST_EVENT = "continuity_lost"
+"""``SYSTEM`` event telling members that messages of the channel may have been lost."""
+
+HOLD_LIMIT = 10_000
+"""Live messages held for one member while it catches up; past this, its recovery fails."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryConfig:
+    """How much of each channel's broadcasts a lobby keeps: the last ``size`` messages,
+    none older than ``ttl`` seconds. A channel idle for ``meta_ttl`` seconds forgets its
+    position and starts a new epoch."""
+
+    size: int = 100
+    ttl: float = 300.0
+    meta_ttl: float = 86_400.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or not 1 <= self.size <= 100_000:
+            raise UsageError(f"history size must be an int from 1 to 100000, not {self.size!r}")
+        for name in ("ttl", "meta_ttl"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                raise UsageError(f"history {name} must be a positive number of seconds")
+        if self.meta_ttl < self.ttl:
+            raise UsageError("history meta_ttl must be at least ttl")
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a channel's stream is: the last offset, in an epoch."""
+
+    offset: int
+    epoch: str
+
+    def as_payload(self) -> dict[str, Any]:
+        return {"offset": self.offset, "epoch": self.epoch}
+
+
+INVALID = "invalid"
+
+
+def requested_position(join_params: dict[str, Any]) -> Position | str | None:
+    """The position a join asks to recover from: ``None`` if it asks nothing,
+    :data:`INVALID` if the ``recover`` value is malformed."""
+    value = join_params.get(RECOVER_KEY)
+    if value is None:
+        return None
+    return _position(value) or INVALID
+
+
+def position_of(payload: dict[str, Any]) -> Position | None:
+    """The position a peer node put in a recorded broadcast, if well-formed."""
+    return _position(payload.get(POSITION_KEY))
+
+
+def _position(value: object) -> Position | None:
+    if not isinstance(value, dict):
+        return None
+    offset, epoch = value.get("offset"), value.get("epoch")
+    if (
+        isinstance(offset, int)
+        and not isinstance(offset, bool)
+        and 0 <= offset < 2**63
+        and isinstance(epoch, str)
+        and 0 < len(epoch) <= 64
+    ):
+        return Position(offset, epoch)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One stored broadcast, as the channel delivers it."""
+
+    offset: int
+    epoch: str
+    event: str
+    payload: dict[str, Any]
+    """The app's payload; :meth:`positioned` adds the position."""
+    recipients: Recipients
+    sender_id: str
+    request_id: str
+
+    def positioned(self) -> dict[str, Any]:
+        return {**self.payload, POSITION_KEY: {"offset": self.offset, "epoch": self.epoch}}
+
+
+class Recorder(Protocol):
+    """Stores a history channel's broadcasts and has the channel deliver them in order."""
+
+    def record(
+        self,
+        channel: Channel,
+        event: str,
+        payload: dict[str, Any],
+        recipients: Recipients,
+        sender_id: str,
+        request_id: str,
+    ) -> None:
+        """A local broadcast: store it, then deliver it here and tell the other nodes."""
+
+    def received(self, channel: Channel, position: Position, recorded: Recorded) -> None:
+        """A recorded broadcast from another node: deliver it in order."""
+
+    def recover(self, channel: Channel, user_id: str, since: Position | str | None) -> None:
+        """A member just joined (and is held): catch it up, then release it."""
+
+    def forget(self, channel: Channel) -> None:
+        """The channel closed on this node."""
+
+    async def read(self, channel: Channel, after: int, limit: int) -> list[Recorded]:
+        """The stored broadcasts after offset ``after`` (for the app)."""
+        ...
+
+
+@dataclass(slots=True)
+class _Hold:
+    messages: list[Recorded] = field(default_factory=list)
+    overflowed: bool = False
+
+
+class MemberPositions:
+    """The last offset each member of one history channel got, and who is held."""
+
+    def __init__(self) -> None:
+        self.epoch: str | None = None
+        self._offsets: dict[str, int] = {}
+        self._held: dict[str, _Hold] = {}
+
+    def admit(self, user_ids: list[str], recorded: Recorded) -> list[str]:
+        """Of ``user_ids``, those who get ``recorded`` now; held members keep it for later."""
+        if recorded.epoch != self.epoch:
+            self.reset(recorded.epoch)
+        out: list[str] = []
+        offset, offsets, held = recorded.offset, self._offsets, self._held
+        for uid in user_ids:
+            hold = held.get(uid) if held else None
+            if hold is not None:
+                if len(hold.messages) < HOLD_LIMIT:
+                    hold.messages.append(recorded)
+                else:
+                    hold.overflowed = True
+            elif offsets.get(uid, 0) < offset:
+                offsets[uid] = offset
+                out.append(uid)
+        return out
+
+    def reset(self, epoch: str) -> None:
+        """The stream restarted (a new epoch): every member starts from nothing."""
+        self.epoch = epoch
+        self._offsets.clear()
+
+    def hold(self, user_id: str) -> None:
+        self._held[user_id] = _Hold()
+
+    def is_held(self, user_id: str) -> bool:
+        return user_id in self._held
+
+    def release(
+        self, user_id: str, replay: list[Recorded], start: Position | None
+    ) -> tuple[list[Recorded], list[Recorded], bool]:
+        """End a member's hold. Before ``replay`` it is at ``start`` (``None``: unknown);
+        returns the replay to send, then the held messages to send after the recovery
+        signal (both past what it has), and whether the hold overflowed."""
+        hold = self._held.pop(user_id, _Hold())
+        if start is not None:
+            if self.epoch is None:
+                self.epoch = start.epoch
+            if start.epoch == self.epoch:
+                self._offsets[user_id] = max(self._offsets.get(user_id, 0), start.offset)
+        replayed = self._take(user_id, replay)
+        later = self._take(user_id, hold.messages)
+        return replayed, later, hold.overflowed
+
+    def _take(self, user_id: str, messages: list[Recorded]) -> list[Recorded]:
+        out: list[Recorded] = []
+        for recorded in messages:
+            if recorded.epoch != self.epoch:
+                continue
+            if self._offsets.get(user_id, 0) < recorded.offset:
+                self._offsets[user_id] = recorded.offset
+                out.append(recorded)
+        return out
+
+    def forget(self, user_id: str) -> None:
+        self._offsets.pop(user_id, None)
+        self._held.pop(user_id, None)

@@ -1,0 +1,133 @@
+"""``RedisHistory``: channel history in Redis Streams, shared by every node.
+
+Per channel, two keys with the same hash tag (so they live on one Redis Cluster slot): a
+hash ``{...}:meta`` with the ``epoch`` and the ``top`` offset, and a stream ``{...}:log``
+whose entry ids are ``<offset>-<milliseconds>`` (ordered by offset, and carrying the time
+the record was stored). Appending and reading are Lua scripts, so a position and the
+records it names never disagree. ``XADD ... MAXLEN`` keeps the last ``size`` records;
+the stream expires ``ttl`` after its last append, the meta ``meta_ttl`` after its last use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisError
+
+from pondsocket.history.store import HistoryStore, HistoryUnavailableError, Slice, Stored
+from pondsocket.wire.ids import random_hex
+
+Client = Redis | RedisCluster
+
+# KEYS: meta, log. ARGV: new epoch, size, ttl ms, meta ttl ms, now ms, records...
+_APPEND = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
+end
+local count = #ARGV - 5
+local top = redis.call('HINCRBY', KEYS[1], 'top', count)
+local first = top - count + 1
+for i = 1, count do
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], (first + i - 1) .. '-' .. ARGV[5], 'd', ARGV[5 + i])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {epoch, first}
+"""
+
+# KEYS: meta, log. ARGV: new epoch, after, limit, meta ttl ms.
+_READ = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local top = redis.call('HGET', KEYS[1], 'top')
+local records = {}
+if tonumber(ARGV[3]) > 0 then
+  records = redis.call('XRANGE', KEYS[2], (tonumber(ARGV[2]) + 1) .. '-0', '+', 'COUNT', ARGV[3])
+end
+return {epoch, top, records}
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisHistory(HistoryStore):
+    """History in the Redis (or Redis Cluster) that ``client`` talks to; ``prefix`` names
+    the keys. The client stays the caller's unless ``owns_client``."""
+
+    def __init__(
+        self, client: Client, *, prefix: str = "pondsocket:history", owns_client: bool = False
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._owns_client = owns_client
+        self._append = client.register_script(_APPEND)
+        self._read = client.register_script(_READ)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "pondsocket:history") -> RedisHistory:
+        """A store with its own client for ``url`` (``redis://``, ``rediss://``)."""
+        return cls(Redis.from_url(url), prefix=prefix, owns_client=True)
+
+    def _keys(self, key: str) -> list[str]:
+        base = f"{self._prefix}:{{{key}}}"
+        return [f"{base}:meta", f"{base}:log"]
+
+    async def append(
+        self, key: str, records: Sequence[bytes], *, size: int, ttl: float, meta_ttl: float
+    ) -> tuple[str, int]:
+        args: list[bytes | str | int] = [
+            random_hex()[:16],
+            size,
+            max(1, int(ttl * 1000)),
+            max(1, int(meta_ttl * 1000)),
+            int(time.time() * 1000),
+            *records,
+        ]
+        try:
+            epoch, first = await self._append(keys=self._keys(key), args=args)
+        except (RedisError, OSError) as exc:
+            raise HistoryUnavailableError(f"history append failed: {exc}") from exc
+        return _text(epoch), int(first)
+
+    async def read(self, key: str, after: int, limit: int, *, ttl: float, meta_ttl: float) -> Slice:
+        args: list[str | int] = [random_hex()[:16], after, limit, max(1, int(meta_ttl * 1000))]
+        try:
+            epoch, top, raw = await self._read(keys=self._keys(key), args=args)
+        except (RedisError, OSError) as exc:
+            raise HistoryUnavailableError(f"history read failed: {exc}") from exc
+        oldest = time.time() - ttl
+        records: list[Stored] = []
+        for entry_id, fields in raw:
+            offset, _, millis = _text(entry_id).partition("-")
+            stored = int(millis) / 1000
+            if stored < oldest:
+                continue
+            data = fields[b"d"] if isinstance(fields, dict) else _field(fields, b"d")
+            records.append(Stored(int(offset), data, stored))
+        return Slice(_text(epoch), int(top), records)
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
+def _field(fields: list[Any], name: bytes) -> bytes:
+    # Lua returns a stream entry's fields as a flat [name, value, ...] list.
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == name:
+            value = fields[i + 1]
+            return value if isinstance(value, bytes) else str(value).encode()
+    raise HistoryUnavailableError("a history record without data")

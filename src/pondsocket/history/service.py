@@ -1,0 +1,424 @@
+"""``HistoryService``: the :class:`~pondsocket.core.history.Recorder` of a server.
+
+It stores every broadcast of a history channel (one writer task, in order, batched per
+channel), then has the channel deliver it and tells the other nodes; it puts what other
+nodes recorded back in offset order (:class:`Sequencer`), fills gaps from the store, and
+catches joining members up. Nothing here blocks a channel: the work runs in tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from pondsocket.core.history import (
+    INVALID,
+    HistoryConfig,
+    Position,
+    Recorded,
+)
+from pondsocket.core.ratelog import RateLimitedLog
+from pondsocket.core.relay import ALL_EXCEPT_SENDER, ALL_USERS, Recipients, Relay
+from pondsocket.history.sequencer import Placed, Sequencer
+from pondsocket.history.store import HistoryStore, HistoryUnavailableError, Slice, Stored
+
+if TYPE_CHECKING:
+    from pondsocket.core.channel import Channel
+
+log = logging.getLogger("pondsocket.history")
+
+Spawn = Callable[[Coroutine[Any, Any, None], str], None]
+
+QUEUE_LIMIT = 10_000
+"""Broadcasts waiting to be stored; past this they are delivered live, unrecorded."""
+BATCH = 512
+GAP_WAIT = 0.25
+"""How long an out-of-order broadcast waits for the ones before it, before the store is
+asked for them (copies from different nodes may overtake each other on the broker)."""
+READ_TIMEOUT = 5.0
+RETRY_MAX = 2.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    channel: Channel
+    key: str
+    config: HistoryConfig
+    event: str
+    payload: dict[str, Any]
+    recipients: Recipients
+    sender_id: str
+    request_id: str
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "e": self.event,
+                "p": self.payload,
+                "r": self.recipients,
+                "s": self.sender_id,
+                "q": self.request_id,
+            }
+        )
+
+
+@dataclass(slots=True)
+class HistoryStats:
+    recorded: int = 0
+    unrecorded: int = 0
+    """Broadcasts delivered without being stored (the queue was full)."""
+    gaps_filled: int = 0
+    gaps_lost: int = 0
+    recoveries: int = 0
+    recoveries_failed: int = 0
+    store_errors: int = 0
+    invalid_records: int = 0
+
+
+def decode_record(stored: Stored, epoch: str) -> Recorded | None:
+    """A stored record, if it is one of ours (the store is shared, so it is checked)."""
+    try:
+        value = orjson.loads(stored.data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    event, payload, recipients = value.get("e"), value.get("p"), value.get("r")
+    sender, request_id = value.get("s"), value.get("q")
+    if (
+        isinstance(event, str)
+        and isinstance(payload, dict)
+        and recipients in (ALL_USERS, ALL_EXCEPT_SENDER)
+        and isinstance(sender, str)
+        and isinstance(request_id, str)
+    ):
+        return Recorded(stored.offset, epoch, event, payload, recipients, sender, request_id)
+    return None
+
+
+class HistoryService:
+    def __init__(
+        self,
+        relay: Callable[[], Relay],
+        key_of: Callable[[Channel], str],
+        spawn: Spawn,
+        find_store: Callable[[], HistoryStore | None] = lambda: None,
+    ) -> None:
+        self._store: HistoryStore | None = None
+        self._find_store: Callable[[], HistoryStore | None] | None = find_store
+        self._relay = relay
+        self._key_of = key_of
+        self._spawn = spawn
+        self.stats = HistoryStats()
+        self._queue: deque[_Pending] = deque()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._sequencers: dict[Channel, Sequencer] = {}
+        self._filling: set[Channel] = set()
+        self._warn = RateLimitedLog(log)
+        self._closed = False
+
+    @property
+    def store(self) -> HistoryStore | None:
+        """Where broadcasts are kept: found on first use (the server's ``history`` store,
+        else its pubsub's), unless set before."""
+        if self._find_store is not None:
+            self._store, self._find_store = self._find_store(), None
+        return self._store
+
+    @store.setter
+    def store(self, store: HistoryStore | None) -> None:
+        self._store, self._find_store = store, None
+
+    # -- recording local broadcasts ------------------------------------------
+
+    def record(
+        self,
+        channel: Channel,
+        event: str,
+        payload: dict[str, Any],
+        recipients: Recipients,
+        sender_id: str,
+        request_id: str,
+    ) -> None:
+        config = channel.lobby.history_config
+        if self.store is None or config is None or self._closed:
+            self._unrecorded(channel, event, payload, recipients, sender_id, request_id)
+            return
+        if len(self._queue) >= QUEUE_LIMIT:
+            self._warn.warning(
+                "history queue full (%d broadcasts waiting for the store): delivering"
+                " live without recording, recovery will report the gap",
+                QUEUE_LIMIT,
+            )
+            self._unrecorded(channel, event, payload, recipients, sender_id, request_id)
+            return
+        key = self._key_of(channel)
+        self._queue.append(
+            _Pending(channel, key, config, event, payload, recipients, sender_id, request_id)
+        )
+        self._wake.set()
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_loop(), name="pondsocket-history-writer"
+            )
+
+    def _unrecorded(
+        self,
+        channel: Channel,
+        event: str,
+        payload: dict[str, Any],
+        recipients: Recipients,
+        sender_id: str,
+        request_id: str,
+    ) -> None:
+        self.stats.unrecorded += 1
+        channel.deliver_unrecorded(event, payload, recipients, sender_id, request_id)
+
+    async def _write_loop(self) -> None:
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+                await self._store_batch(batch)
+
+    async def _store_batch(self, batch: list[_Pending]) -> None:
+        groups: dict[str, list[_Pending]] = {}
+        for item in batch:
+            groups.setdefault(item.key, []).append(item)
+        delay = 0.05
+        todo = list(groups.values())
+        while todo:
+            results = await asyncio.gather(*(self._append(g) for g in todo))
+            for group, result in zip(todo, results, strict=True):
+                if result is not None:
+                    self._stored(group, *result)
+            todo = [g for g, r in zip(todo, results, strict=True) if r is None]
+            if todo:
+                if self._closed:
+                    for group in todo:  # shutting down: deliver what the store never took
+                        for p in group:
+                            self._unrecorded(
+                                p.channel,
+                                p.event,
+                                p.payload,
+                                p.recipients,
+                                p.sender_id,
+                                p.request_id,
+                            )
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+
+    async def _append(self, group: list[_Pending]) -> tuple[str, int] | None:
+        assert self.store is not None
+        config = group[0].config
+        try:
+            return await self.store.append(
+                group[0].key,
+                [p.encode() for p in group],
+                size=config.size,
+                ttl=config.ttl,
+                meta_ttl=config.meta_ttl,
+            )
+        except HistoryUnavailableError as exc:
+            self.stats.store_errors += 1
+            self._warn.warning("history store unavailable, retrying: %s", exc)
+            return None
+
+    def _stored(self, group: list[_Pending], epoch: str, first: int) -> None:
+        relay = self._relay()
+        for i, p in enumerate(group):
+            recorded = Recorded(
+                first + i, epoch, p.event, p.payload, p.recipients, p.sender_id, p.request_id
+            )
+            self.stats.recorded += 1
+            relay.message_sent(
+                p.channel,
+                p.event,
+                recorded.positioned(),
+                p.recipients,
+                p.sender_id,
+                p.request_id,
+            )
+            if not p.channel.closed:
+                self._place(p.channel, recorded)
+
+    # -- ordering ------------------------------------------------------------
+
+    def received(self, channel: Channel, position: Position, recorded: Recorded) -> None:
+        self._place(channel, recorded)
+
+    def _sequencer(self, channel: Channel) -> Sequencer:
+        sequencer = self._sequencers.get(channel)
+        if sequencer is None:
+            config = channel.lobby.history_config
+            limit = config.size if config is not None else 100
+            sequencer = self._sequencers[channel] = Sequencer(max(limit, 64))
+        return sequencer
+
+    def _place(self, channel: Channel, recorded: Recorded) -> None:
+        self._apply(channel, self._sequencer(channel).offer(recorded))
+
+    def _apply(self, channel: Channel, placed: Placed) -> None:
+        sequencer = self._sequencer(channel)
+        if placed.reset:
+            channel.continuity_lost("epoch_changed", sequencer.epoch, reset=True)
+        if placed.skipped:
+            self.stats.gaps_lost += 1
+            channel.continuity_lost("gap", sequencer.epoch)
+        for recorded in placed.ready:
+            channel.deliver_recorded(recorded)
+        if placed.waiting and channel not in self._filling:
+            self._filling.add(channel)
+            self._spawn(self._fill_later(channel), "history gap fill")
+
+    async def _fill_later(self, channel: Channel) -> None:
+        try:
+            await asyncio.sleep(GAP_WAIT)
+            await self._fill(channel)
+            sequencer = self._sequencers.get(channel)
+            if sequencer is not None:
+                self._apply(channel, sequencer.skip())  # what the store had not either
+        finally:
+            self._filling.discard(channel)
+
+    async def _fill(self, channel: Channel) -> None:
+        """Fetch from the store what came after the last offset delivered here."""
+        sequencer = self._sequencers.get(channel)
+        config = channel.lobby.history_config
+        if sequencer is None or sequencer.last is None or config is None or channel.closed:
+            return
+        found = await self._read(channel, sequencer.last, config.size)
+        if found is None or self._sequencers.get(channel) is not sequencer:
+            return
+        for stored in found.records:
+            recorded = decode_record(stored, found.epoch)
+            if recorded is None:
+                self.stats.invalid_records += 1
+                continue
+            if sequencer.next is not None and recorded.offset >= sequencer.next:
+                self.stats.gaps_filled += 1
+            self._apply(channel, sequencer.offer(recorded))
+
+    async def _read(self, channel: Channel, after: int, limit: int) -> Slice | None:
+        config = channel.lobby.history_config
+        if self.store is None or config is None:
+            return None
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                return await self.store.read(
+                    self._key_of(channel), after, limit, ttl=config.ttl, meta_ttl=config.meta_ttl
+                )
+        except (HistoryUnavailableError, TimeoutError) as exc:
+            self.stats.store_errors += 1
+            self._warn.warning("history read for %s failed: %s", channel.name, exc)
+            return None
+
+    def resynced(self, channel: Channel, reason: str) -> None:
+        """The cluster says messages of ``channel`` may have been lost (a gap, the broker
+        link came back, a node returned): fill from the store, or tell the members."""
+        if channel.lobby.history_config is None or self.store is None:
+            channel.continuity_lost(reason, None)
+            return
+        self._spawn(self._refill(channel, reason), "history refill")
+
+    async def _refill(self, channel: Channel, reason: str) -> None:
+        await self._fill(channel)
+        if reason == "reconnect":
+            # What was published between the reconnection and the new subscription is in
+            # the store by now: look once more.
+            await asyncio.sleep(1.0)
+            await self._fill(channel)
+
+    def forget(self, channel: Channel) -> None:
+        self._sequencers.pop(channel, None)
+
+    # -- catching up a joining member ----------------------------------------
+
+    def recover(self, channel: Channel, user_id: str, since: Position | str | None) -> None:
+        self._spawn(self._recover(channel, user_id, since), "history recovery")
+
+    async def _recover(self, channel: Channel, user_id: str, since: Position | str | None) -> None:
+        config = channel.lobby.history_config
+        wanted = isinstance(since, Position)
+        after = since.offset if isinstance(since, Position) else 0
+        found = None
+        if config is not None:
+            found = await self._read(channel, after, config.size if wanted else 0)
+        if found is None:
+            self.stats.recoveries_failed += wanted
+            channel.finish_recovery(user_id, None, [], _signal(False, "unavailable", 0, None))
+            return
+        self._sequencer(channel).start_at(found.epoch, found.top)
+        now = Position(found.top, found.epoch)
+        if not isinstance(since, Position):
+            why = "invalid" if since == INVALID else "not_requested"
+            self.stats.recoveries_failed += since == INVALID
+            channel.finish_recovery(user_id, now, [], _signal(False, why, 0, now))
+            return
+        refused, replay = self._replay(since, found)
+        if refused is not None:
+            self.stats.recoveries_failed += 1
+            channel.finish_recovery(user_id, now, [], _signal(False, refused, 0, now))
+            return
+        self.stats.recoveries += 1
+        channel.finish_recovery(user_id, since, replay, _signal(True, None, len(replay), now))
+
+    def _replay(self, since: Position, found: Slice) -> tuple[str | None, list[Recorded]]:
+        if since.epoch != found.epoch:
+            return "epoch_changed", []
+        if since.offset > found.top:
+            return "invalid", []
+        records = found.records
+        missed = found.top - since.offset
+        if len(records) != missed or (records and records[0].offset != since.offset + 1):
+            return "too_old", []
+        replay = [decode_record(r, found.epoch) for r in records]
+        if any(r is None for r in replay):
+            return "too_old", []
+        return None, [r for r in replay if r is not None]
+
+    # -- for the app ---------------------------------------------------------
+
+    async def read(self, channel: Channel, after: int, limit: int) -> list[Recorded]:
+        found = await self._read(channel, after, limit)
+        if found is None:
+            raise HistoryUnavailableError(f"the history of {channel.name} could not be read")
+        return [r for r in (decode_record(s, found.epoch) for s in found.records) if r]
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        for item in self._queue:  # never stored: at least deliver them here
+            self._unrecorded(
+                item.channel,
+                item.event,
+                item.payload,
+                item.recipients,
+                item.sender_id,
+                item.request_id,
+            )
+        self._queue.clear()
+
+
+def _signal(
+    recovered: bool, reason: str | None, missed: int, at: Position | None
+) -> dict[str, Any]:
+    return {
+        "recovered": recovered,
+        "reason": reason,
+        "missed": missed,
+        "offset": None if at is None else at.offset,
+        "epoch": None if at is None else at.epoch,
+    }
