@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from pondsocket import PondSocket
 from pondsocket.cluster import ClusterOptions
@@ -28,6 +29,10 @@ def make_node(pubsub: PubSub, node_id: str, namespace: str) -> PondSocket:
 def names(conn: TestConnection, room: str) -> list[str]:
     frames = conn.frames_for(room, action="PRESENCE")
     return sorted(p["name"] for p in frames[-1]["payload"]["presence"]) if frames else []
+
+
+def has_names(conn: TestConnection, room: str, expected: list[str]) -> bool:
+    return names(conn, room) == expected
 
 
 def heard(conn: TestConnection, room: str, payload: dict[str, str]) -> bool:
@@ -55,16 +60,17 @@ async def two_nodes(
         for room in rooms:
             await bob.join(room, {"name": "bob"})
         for room in rooms:
-            await eventually(lambda r=room: names(alice, r) == ["alice", "bob"], timeout=timeout)
-            await eventually(lambda r=room: names(bob, r) == ["alice", "bob"], timeout=timeout)
+            both = ["alice", "bob"]
+            await eventually(partial(has_names, alice, room, both), timeout=timeout)
+            await eventually(partial(has_names, bob, room, both), timeout=timeout)
             from_bob, from_alice = {"from": "bob", "room": room}, {"from": "alice", "room": room}
             await bob.send(room, "say", from_bob)
-            await eventually(lambda r=room, p=from_bob: heard(alice, r, p), timeout=timeout)
+            await eventually(partial(heard, alice, room, from_bob), timeout=timeout)
             await alice.send(room, "say", from_alice)
-            await eventually(lambda r=room, p=from_alice: heard(bob, r, p), timeout=timeout)
+            await eventually(partial(heard, bob, room, from_alice), timeout=timeout)
         await bob.close()
         for room in rooms:
-            await eventually(lambda r=room: names(alice, r) == ["alice"], timeout=timeout)
+            await eventually(partial(has_names, alice, room, ["alice"]), timeout=timeout)
         if check is not None:
             check()
     finally:

@@ -4,9 +4,10 @@ message encoding and size limits, batching, and cleanup on close."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
+from aiobotocore.session import get_session  # type: ignore[import-untyped]
 
 from pondsocket.pubsub import BusState, PubSubClosedError
 from pondsocket.pubsub.aws import MessageTooLargeError, PubSubUnavailableError, SnsSqsPubSub
@@ -18,7 +19,7 @@ from tests.pubsub_conformance import *  # noqa: F403
 from tests.pubsub_conformance import Inbox, quiet
 
 
-def admin(server: MotoServer, service: str):  # type: ignore[no-untyped-def]
+def admin(server: MotoServer, service: str) -> Any:
     """A plain aiobotocore client of the moto server, to look behind the backend's back."""
     return get_session().create_client(
         service, region_name="us-east-1", endpoint_url=server.endpoint

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from functools import partial
 
 import pytest
 
@@ -24,8 +25,12 @@ async def test_emulator_restart(emulator: Emulator) -> None:
     a = await GooglePubSub.connect(url, health_check_interval=0.5)
     b = await GooglePubSub.connect(url, health_check_interval=0.5)
     states: dict[str, list[tuple[BusState, float]]] = {"a": [], "b": []}
+
+    def record(name: str, state: BusState) -> None:
+        states[name].append((state, time.monotonic()))
+
     for name, bus in (("a", a), ("b", b)):
-        bus.add_state_listener(lambda s, name=name: states[name].append((s, time.monotonic())))
+        bus.add_state_listener(partial(record, name))
     try:
         inbox = Inbox()
         await b.subscribe("pond.r.*", inbox)

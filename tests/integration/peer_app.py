@@ -49,7 +49,7 @@ class App:
         lobby.on_message("kick", lambda ctx: ctx.evict("misbehaving", ctx.payload["user"]))
         lobby.on_message(
             "away", lambda ctx: ctx.update_presence({**ctx.user.presence, "away": True})
-        )  # type: ignore[dict-item]
+        )
         lobby.on_leave(self.on_leave)
 
     @staticmethod

@@ -35,7 +35,7 @@ from pondsocket.transports.asgi import ASGIApp, Message, TextCache, endpoint_pat
 from pondsocket.transports.outbox import Outbox
 
 if TYPE_CHECKING:
-    from conftest import AsgiServe, AsgiServer  # the fixtures' types (tests/integration)
+    from tests.integration.conftest import AsgiServe, AsgiServer  # the fixtures' types
 
 Frame = dict[str, Any]
 TIMEOUT = 10.0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -114,8 +115,12 @@ async def test_broadcast_and_broadcast_to(peers: Callable[[str], Peer]) -> None:
     await eventually(lambda: a.names() == ["a", "b", "c"])
     ids = {p["name"]: p["id"] for p in a.channel.presence}
     a.channel.send_message("say", {"text": "all"})
+
+    def heard_all(peer: Peer) -> bool:
+        return peer.events("message") == [{"text": "all"}]
+
     for peer in (a, b, c):
-        await eventually(lambda peer=peer: peer.events("message") == [{"text": "all"}])  # type: ignore[misc]
+        await eventually(partial(heard_all, peer))
     a.channel.send_message("whisper", {"text": "psst", "to": [ids["b"]]})
     a.channel.send_message("others", {"text": "not a"})
     await eventually(lambda: bool(c.events("others")) and bool(b.events("others")))

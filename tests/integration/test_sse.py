@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from test_asgi import LOBBY, TOKEN, ChatApp, Client, chat_app, message
+from tests.integration.test_asgi import LOBBY, TOKEN, ChatApp, Client, chat_app, message
 from tests.support import eventually
 from websockets.asyncio.client import connect
 
 from pondsocket import PondOptions
 
 if TYPE_CHECKING:
-    from conftest import AsgiServe, AsgiServer
+    from tests.integration.conftest import AsgiServe, AsgiServer
 
 Frame = dict[str, Any]
 TIMEOUT = 10.0
@@ -290,12 +290,12 @@ async def test_a_user_id_learnt_from_the_channel_cannot_drive_the_victims_stream
 ) -> None:
     # The channel's `kicked` notice carries the evicted user's id; the stream's POSTs are
     # authorised by a secret of its own, so that id is worth nothing to another member.
-    await harness.start()
+    app = await harness.start()
     victim = await harness.connect("victim")
     mallory = await harness.connect("mallory")
     await victim.joined(LOBBY)
     await mallory.joined(LOBBY)
-    victim_user_id = next(iter(harness.app.endpoint.connection_ids))
+    victim_user_id = next(iter(app.endpoint.connection_ids))
     assert victim.id != victim_user_id and len(victim.id) >= 40
     await mallory.send("BROADCAST", LOBBY, "kick", {"user": victim_user_id})
     kicked = await mallory.recv()

@@ -14,13 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # tests/, for jsclient
-sys.path.insert(0, str(HERE))  # tests/js/, for selftest_server
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # the repository root, for tests.jsclient and tests.js
 
-from selftest_server import FakeServer  # noqa: E402
-
-from jsclient import JSClientHarness, JSCommandError, event_matches  # noqa: E402
+from tests.js.selftest_server import FakeServer  # noqa: E402
+from tests.jsclient import JSClientHarness, JSCommandError, event_matches  # noqa: E402
 
 
 def check(condition: bool, what: str, detail: Any = None) -> None:

@@ -4,7 +4,7 @@ creation, message-size limit, node-unique consumption, reference counting, URL p
 from __future__ import annotations
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 
 from pondsocket.pubsub.kafka import (
     KafkaPubSub,

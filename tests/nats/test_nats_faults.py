@@ -4,6 +4,7 @@ port: state notifications, restored subscriptions, the outage buffer and its lim
 from __future__ import annotations
 
 import time
+from typing import TypedDict
 
 import pytest
 
@@ -14,7 +15,15 @@ from tests.nats.servers import NatsServer
 from tests.pubsub_conformance import Inbox, quiet
 
 pytestmark = pytest.mark.slow
-FAST = {"reconnect_wait": 0.1, "reconnect_jitter": 0.05, "connect_timeout": 2.0}
+
+
+class ReconnectOptions(TypedDict):
+    reconnect_wait: float
+    reconnect_jitter: float
+    connect_timeout: float
+
+
+FAST: ReconnectOptions = {"reconnect_wait": 0.1, "reconnect_jitter": 0.05, "connect_timeout": 2.0}
 
 
 async def test_restart_notifies_and_restores_subscriptions(nats_server: NatsServer) -> None:

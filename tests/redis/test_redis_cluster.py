@@ -181,16 +181,24 @@ async def test_master_failover(redis_binary: str, sharded: bool) -> None:
             assert isinstance(bus.client, ClusterClient)
             # A topic owned by the master the classic subscriber uses: both the subscriber
             # and the publishing of that topic lose their node.
-            victim = bus.client.get_default_node()
+            client = bus.client
+
+            def owner(key: str) -> str:
+                node = client.get_node_from_key(key)
+                assert node is not None
+                return node.name
+
+            victim = client.get_default_node()
+            assert victim is not None
             i = 0
-            while bus.client.get_node_from_key(f"fo:pond.{i}").name != victim.name:
+            while owner(f"fo:pond.{i}") != victim.name:
                 i += 1
             topic = f"pond.{i}"
             inbox = Inbox()
             await bus.subscribe(topic, inbox)
             if sharded:
                 assert list(bus._sessions) == [victim.name]
-            cluster.server(victim.port).kill()
+            cluster.server(int(victim.port)).kill()
             await wait_until(lambda: len(states) >= 1, "DISCONNECTED")
             await bus.publish(topic, b"during")
             await wait_until(lambda: len(states) == 2, "RECONNECTED", timeout=30)

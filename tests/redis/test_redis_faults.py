@@ -60,8 +60,7 @@ def connected(server: RedisServer, **options: Any) -> AbstractAsyncContextManage
 
 def deduplicated(values: list[int]) -> list[int]:
     """First occurrences only: a batch cut off by the outage may be sent again whole."""
-    seen: set[int] = set()
-    return [v for v in values if not (v in seen or seen.add(v))]
+    return list(dict.fromkeys(values))
 
 
 async def test_sigkill_and_restart_under_traffic(redis_server: RedisServer) -> None:

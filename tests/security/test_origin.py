@@ -35,8 +35,8 @@ class App:
 @contextlib.asynccontextmanager
 async def serve(app: App, transport: str) -> AsyncIterator[int]:
     if transport == "standalone":
-        async with StandaloneServer(app.pond, "127.0.0.1", 0) as server:
-            yield server.port
+        async with StandaloneServer(app.pond, "127.0.0.1", 0) as standalone:
+            yield standalone.port
         return
     import uvicorn
 

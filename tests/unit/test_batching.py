@@ -94,8 +94,13 @@ async def test_batcher_runs_each_flush_once_per_pass() -> None:
     assert calls == []
     await asyncio.sleep(0)
     assert calls == ["a", "b"]
+
     # A flush deferred during a pass runs in the next one.
-    batcher.defer(lambda: batcher.defer(lambda: calls.append("d")) or calls.append("c"))
+    def defer_d_then_run_c() -> None:
+        batcher.defer(lambda: calls.append("d"))
+        calls.append("c")
+
+    batcher.defer(defer_d_then_run_c)
     await asyncio.sleep(0)
     assert calls == ["a", "b", "c"]
     await asyncio.sleep(0)

@@ -266,10 +266,11 @@ async def test_sequence_gap_triggers_resync_and_drops_ghosts(
     # Lose b's leave (PRESENCE_REMOVED, USER_LEFT) on the way to a, then b speaks again.
     real_dispatch = a.pubsub.dispatch
 
-    def lossy(topic: str, data: bytes) -> None:
+    def lossy(topic: str, data: bytes) -> bool:
         lost = (EnvelopeType.USER_LEFT, EnvelopeType.PRESENCE_REMOVED)
-        if decode_envelope(data).type not in lost:
-            real_dispatch(topic, data)
+        if decode_envelope(data).type in lost:
+            return False
+        return real_dispatch(topic, data)
 
     a.pubsub.dispatch = lossy  # type: ignore[method-assign]
     await bob.leave(ROOM)
@@ -289,7 +290,7 @@ async def test_bus_reconnect_resyncs_every_channel(cluster: Callable[[str], Node
     await eventually(lambda: presence_names(alice) == ["alice", "bob"])
     # While a's bus was down, bob left: a never heard. Then a's bus comes back.
     original = a.pubsub.dispatch
-    a.pubsub.dispatch = lambda topic, data: None  # type: ignore[method-assign]
+    a.pubsub.dispatch = lambda topic, data: False  # type: ignore[method-assign]
     await bob.close()
     await settle()
     a.pubsub.dispatch = original  # type: ignore[method-assign]
@@ -510,7 +511,7 @@ async def test_node_declared_dead_too_early_is_resynced_when_it_returns(
     reasons: list[str] = []
     a.pond.cluster.on_resync(lambda channel, reason: reasons.append(reason))
     original = a.pubsub.dispatch
-    a.pubsub.dispatch = lambda topic, data: None  # type: ignore[method-assign]  # a partition
+    a.pubsub.dispatch = lambda topic, data: False  # type: ignore[method-assign]  # a partition
     await eventually(lambda: presence_names(alice) == ["alice"])  # b declared dead
     a.pubsub.dispatch = original  # type: ignore[method-assign]
     await eventually(lambda: presence_names(alice) == ["alice", "bob"])

@@ -13,7 +13,7 @@ from pondsocket.wire import (
     protocol_error_frame,
 )
 
-VALID = {
+VALID: dict[str, object] = {
     "action": "BROADCAST",
     "event": "/echo",
     "channelName": "/chat/lobby",

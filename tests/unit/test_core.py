@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -209,7 +210,11 @@ async def test_connection_middleware_runs_in_order_and_can_stop() -> None:
             return None
         return next_()
 
-    pond.create_endpoint("/s", lambda ctx: order.append("handler") or ctx.accept(), first, gate)
+    def handler(ctx: ConnectionContext) -> ConnectionContext:
+        order.append("handler")
+        return ctx.accept()
+
+    pond.create_endpoint("/s", handler, first, gate)
     with pytest.raises(ConnectionDeclined):
         await TestClient(pond).connect("/s")
     assert order == ["first", "gate"]
@@ -322,7 +327,11 @@ async def test_join_context_requires_accept_before_track_and_reply() -> None:
     errors: list[Exception] = []
 
     def join(ctx: JoinContext) -> None:
-        for early in (lambda: ctx.track({}), lambda: ctx.reply("x", {})):
+        attempts: tuple[Callable[[], object], ...] = (
+            lambda: ctx.track({}),
+            lambda: ctx.reply("x", {}),
+        )
+        for early in attempts:
             try:
                 early()
             except UsageError as exc:
@@ -610,7 +619,7 @@ def test_outgoing_handlers_must_be_plain_functions() -> None:
     async def slow(ctx: OutgoingContext) -> None: ...
 
     with pytest.raises(UsageError):
-        found[0].on_outgoing("x", slow)
+        found[0].on_outgoing("x", slow)  # type: ignore[type-var]  # the runtime check under test
 
 
 # -- bad input ------------------------------------------------------------------------
