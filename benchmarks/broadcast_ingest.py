@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+from multiprocessing.queues import Queue
 
 from redis.asyncio import Redis
 
@@ -27,8 +28,8 @@ WINDOW = 20
 
 
 def client_proc(
-    port: int, first: int, count: int, seconds: float, out: multiprocessing.Queue
-) -> None:  # type: ignore[type-arg]
+    port: int, first: int, count: int, seconds: float, out: Queue[tuple[int, int]]
+) -> None:
     async def one(index: int) -> tuple[int, bool]:
         from websockets.asyncio.client import connect
 
@@ -90,7 +91,7 @@ async def count_envelopes(url: str, namespace: str, seconds: float, started: asy
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
         if message is not None and b'"USER_MESSAGE"' in message["data"]:
             total += 1
-    await pubsub.aclose()
+    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py 8.1
     await redis.aclose()
     return total
 
@@ -123,7 +124,7 @@ async def main() -> None:
             count_envelopes(args.redis, namespace, args.seconds + 3, started)
         )
         await started.wait()
-        out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+        out: Queue[tuple[int, int]] = multiprocessing.Queue()
         per = args.clients // args.procs
         procs = [
             multiprocessing.Process(

@@ -18,15 +18,23 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 
 from websockets.asyncio.client import connect
 
 from pondsocket.bench.cpu import cpu_seconds
 
 
-async def client(
-    port: int, n: int, users: int, state: dict[str, object], done: asyncio.Event
-) -> None:
+@dataclass
+class Storm:
+    """What the clients saw: per client its presence frames, bytes and last list size, and
+    when the last presence frame arrived."""
+
+    stats: dict[int, dict[str, int]] = field(default_factory=dict)
+    last: float | None = None
+
+
+async def client(port: int, n: int, users: int, state: Storm, done: asyncio.Event) -> None:
     async with connect(f"ws://127.0.0.1:{port}/socket", max_size=None, compression=None) as ws:
         await ws.recv()  # CONNECTION
         join = {
@@ -37,15 +45,14 @@ async def client(
             "payload": {},
         }
         await ws.send(json.dumps(join))
-        stats = state.setdefault(n, {"frames": 0, "bytes": 0, "size": 0})
-        assert isinstance(stats, dict)
+        stats = state.stats.setdefault(n, {"frames": 0, "bytes": 0, "size": 0})
         async for raw in ws:
             frame = json.loads(raw)
             if frame["action"] == "PRESENCE":
                 stats["frames"] += 1
                 stats["bytes"] += len(raw)
                 stats["size"] = len(frame["payload"]["presence"])
-                state["last"] = time.perf_counter()
+                state.last = time.perf_counter()
             if done.is_set():
                 return
 
@@ -67,7 +74,7 @@ async def main() -> None:
         line = server.stdout.readline() if server.stdout else ""
         port = int(line.split()[1])
         cpu_before = cpu_seconds(server.pid)
-        state: dict[object, object] = {}
+        state = Storm()
         done = asyncio.Event()
         start = time.perf_counter()
         tasks = [
@@ -75,19 +82,20 @@ async def main() -> None:
         ]
 
         def settled() -> bool:
-            counts = [s["size"] for k, s in state.items() if isinstance(s, dict)]
+            counts = [s["size"] for s in state.stats.values()]
             return len(counts) == args.users and all(c == args.users for c in counts)
 
         while not settled() and time.perf_counter() - start < args.limit:
             await asyncio.sleep(0.05)
         ok = settled()
-        elapsed = (state.get("last", time.perf_counter()) if ok else time.perf_counter()) - start
-        stats = [s for s in state.values() if isinstance(s, dict)]
+        last = state.last if ok and state.last is not None else time.perf_counter()
+        elapsed = last - start
+        stats = list(state.stats.values())
         result = {
             "users": args.users,
             "window_s": args.window,
             "settled": ok,
-            "seconds": round(float(elapsed), 3),  # type: ignore[arg-type]
+            "seconds": round(elapsed, 3),
             "presence_frames": sum(s["frames"] for s in stats),
             "presence_mib": round(sum(s["bytes"] for s in stats) / 2**20, 1),
             "server_cpu_s": round(cpu_seconds(server.pid) - cpu_before, 2),
