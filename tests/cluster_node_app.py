@@ -49,6 +49,7 @@ log = logging.getLogger("cluster_node_app")
 
 ENDPOINT = "/socket"
 LOBBY = "/room/:id"
+HISTORY_LOBBY = "/history/:id"
 SHUTDOWN_TIMEOUT = 10.0
 
 
@@ -106,6 +107,10 @@ def build(pond: PondSocket) -> list[dict[str, str]]:
     lobby.on_message("big", big)
     lobby.on_message("stats", stats)
     lobby.on_leave(on_leave)
+    # Channels with history (docs/recovery.md), for the loss and recovery tests.
+    recorded = endpoint.create_channel(HISTORY_LOBBY, join).history(size=10_000, ttl=600)
+    recorded.on_message("say", lambda ctx: ctx.broadcast("say", ctx.payload))
+    recorded.on_message("stats", stats)
     return left
 
 

@@ -147,13 +147,15 @@ async def cluster(
         yield value
 
 
-@pytest.fixture
+@pytest.fixture(params=[False], ids=["volatile"])
 async def fault_cluster(
     request: pytest.FixtureRequest, _redis_backend: None, tmp_path: Path
 ) -> AsyncIterator[Cluster]:
+    """A cluster on its own redis-server; parametrize ``fault_cluster`` indirectly with
+    ``[True]`` for a Redis that persists (an append-only file)."""
     if shutil.which("redis-server") is None:
         _missing("redis-server is not on PATH")
-    redis = RedisProcess()
+    redis = RedisProcess(persistent=bool(request.param))
     try:
         await redis.start()
         async with _cluster(request, redis.url, tmp_path, redis) as value:

@@ -246,9 +246,12 @@ class NodeProcess:
 
 
 class RedisProcess:
-    """One ``redis-server`` on 127.0.0.1, no persistence, in its own temporary directory."""
+    """One ``redis-server`` on 127.0.0.1 in its own temporary directory; no persistence
+    unless ``persistent`` (an append-only file synced on every write, so a SIGKILL and
+    restart keeps the data, as a production Redis holding history would)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, persistent: bool = False) -> None:
+        self.persistent = persistent
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pondsocket-cluster-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -266,7 +269,8 @@ class RedisProcess:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "always",
             "--dir", str(self.dir),
             "--logfile", str(self.dir / "redis.log"),
         ]  # fmt: skip

@@ -35,6 +35,11 @@ class Sequencer:
         self._limit = limit
 
     @property
+    def waiting(self) -> bool:
+        """Whether broadcasts wait behind a gap."""
+        return bool(self._waiting)
+
+    @property
     def last(self) -> int | None:
         """The last offset delivered here (``None``: not known yet)."""
         return None if self.next is None else self.next - 1

@@ -281,24 +281,35 @@ class HistoryService:
             self._spawn(self._fill_later(channel), "history gap fill")
 
     async def _fill_later(self, channel: Channel) -> None:
+        wait = GAP_WAIT
         try:
-            await asyncio.sleep(GAP_WAIT)
-            await self._fill(channel)
-            sequencer = self._sequencers.get(channel)
-            if sequencer is not None:
-                self._apply(channel, sequencer.skip())  # what the store had not either
+            while not self._closed:
+                await asyncio.sleep(wait)
+                sequencer = self._sequencers.get(channel)
+                if sequencer is None or not sequencer.waiting:
+                    return  # the missing ones arrived meanwhile
+                if await self._fill(channel):
+                    self._apply(channel, sequencer.skip())  # the store has not them either
+                    return
+                # The store is unreachable (a broker outage): the missing broadcasts may
+                # still come, live or from the store once it is back. Keep waiting; the
+                # sequencer's bound gives up first if too much piles up behind the gap.
+                wait = min(wait * 2, RETRY_MAX)
         finally:
             self._filling.discard(channel)
 
-    async def _fill(self, channel: Channel) -> None:
-        """Fetch from the store what came after the last offset delivered here."""
+    async def _fill(self, channel: Channel) -> bool:
+        """Fetch from the store what came after the last offset delivered here; ``False``
+        if the store could not be read."""
         sequencer = self._sequencers.get(channel)
         config = channel.lobby.history_config
         if sequencer is None or sequencer.last is None or config is None or channel.closed:
-            return
+            return True
         found = await self._read(channel, sequencer.last, config.size)
-        if found is None or self._sequencers.get(channel) is not sequencer:
-            return
+        if found is None:
+            return False
+        if self._sequencers.get(channel) is not sequencer:
+            return True
         for stored in found.records:
             recorded = decode_record(stored, found.epoch)
             if recorded is None:
@@ -307,6 +318,7 @@ class HistoryService:
             if sequencer.next is not None and recorded.offset >= sequencer.next:
                 self.stats.gaps_filled += 1
             self._apply(channel, sequencer.offer(recorded))
+        return True
 
     async def _read(self, channel: Channel, after: int, limit: int) -> Slice | None:
         config = channel.lobby.history_config
