@@ -358,3 +358,17 @@ def test_history_options_are_checked() -> None:
     for bad in ({"size": 0}, {"size": 10**9}, {"ttl": -1}, {"ttl": float("nan")}):
         with pytest.raises(UsageError):
             lobby.history(**bad)
+
+
+async def test_a_broadcast_by_name_is_recorded_without_local_members() -> None:
+    broker = InMemoryBroker()
+    pond_a, _ = make_pond(InMemoryPubSub(broker))
+    pond_b, _ = make_pond(InMemoryPubSub(broker))
+    await pond_a.startup()  # what a transport does; no channel here would start it
+    bob = await joined(pond_b)
+    await asyncio.sleep(0.1)
+    pond_a.endpoints[0].broadcast(ROOM, "said", {"n": 7})  # node A has no such channel
+    await eventually(lambda: len(said(bob)) == 1, "the broadcast on node B")
+    assert said(bob)[0]["payload"]["_position"]["offset"] == 1
+    assert pond_a.endpoints[0].get_channel(ROOM) is None
+    assert pond_a.history.stats.recorded == 1

@@ -271,6 +271,13 @@ class Endpoint:
         """Broadcast into a channel by name, to its members on every node (it need not have
         members here)."""
         channel = self._channels.get(channel_name)
+        if channel is None and self.recorder is not None:
+            found = self.find_lobby(channel_name)
+            if found is not None and found[0].history_config is not None:
+                # Recorded like any broadcast of the channel, through a closed stand-in (no
+                # members here, nothing to subscribe): the store numbers it, peers deliver.
+                channel = Channel(channel_name, found[0], self)
+                channel.closed = True
         if channel is not None:
             channel.broadcast(event, payload)
         else:
