@@ -287,14 +287,16 @@ class Channel:
         """Deliver a stored broadcast, in offset order (the recorder calls this), to the
         local members that have not had it; members catching up get it afterwards."""
         assert self.positions is not None
+        skip = self.positions.admit(recorded)
         members = self._recipients(recorded.recipients, recorded.sender_id)
-        wanted = set(self.positions.admit([m.id for m in members], recorded))
-        if wanted:
+        if skip:
+            members = [m for m in members if m.connection.id not in skip]
+        if members:
             self._deliver(
                 ServerAction.BROADCAST,
                 recorded.event,
                 recorded.positioned(),
-                [m for m in members if m.id in wanted],
+                members,
                 recorded.request_id,
             )
 

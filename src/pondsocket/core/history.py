@@ -153,35 +153,45 @@ class _Hold:
 
 
 class MemberPositions:
-    """The last offset each member of one history channel got, and who is held."""
+    """Who of one history channel's members must not get the next broadcasts yet.
+
+    The channel delivers in offset order, so in the steady state every member simply gets
+    every broadcast and nothing is checked per member. Only a member that is catching up
+    (*held*: its live broadcasts wait) or has just caught up (a *floor*: it already has
+    every offset up to it, from the store) is looked at; a floor goes as soon as the live
+    stream passes it."""
 
     def __init__(self) -> None:
         self.epoch: str | None = None
-        self._offsets: dict[str, int] = {}
+        self._floors: dict[str, int] = {}
         self._held: dict[str, _Hold] = {}
 
-    def admit(self, user_ids: list[str], recorded: Recorded) -> list[str]:
-        """Of ``user_ids``, those who get ``recorded`` now; held members keep it for later."""
+    def admit(self, recorded: Recorded) -> set[str] | None:
+        """The members that must not get ``recorded`` now (held ones keep it for later);
+        ``None``: nobody is excluded."""
         if recorded.epoch != self.epoch:
             self.reset(recorded.epoch)
-        out: list[str] = []
-        offset, offsets, held = recorded.offset, self._offsets, self._held
-        for uid in user_ids:
-            hold = held.get(uid) if held else None
-            if hold is not None:
-                if len(hold.messages) < HOLD_LIMIT:
-                    hold.messages.append(recorded)
-                else:
-                    hold.overflowed = True
-            elif offsets.get(uid, 0) < offset:
-                offsets[uid] = offset
-                out.append(uid)
-        return out
+        if not self._held and not self._floors:
+            return None
+        skip: set[str] = set()
+        for uid, hold in self._held.items():
+            if len(hold.messages) < HOLD_LIMIT:
+                hold.messages.append(recorded)
+            else:
+                hold.overflowed = True
+            skip.add(uid)
+        floors = self._floors
+        for uid, floor in list(floors.items()):
+            if recorded.offset <= floor:
+                skip.add(uid)
+            else:
+                del floors[uid]  # offsets only grow from here: no more checks
+        return skip
 
     def reset(self, epoch: str) -> None:
-        """The stream restarted (a new epoch): every member starts from nothing."""
+        """The stream restarted (a new epoch): what members had says nothing any more."""
         self.epoch = epoch
-        self._offsets.clear()
+        self._floors.clear()
 
     def hold(self, user_id: str) -> None:
         self._held[user_id] = _Hold()
@@ -196,25 +206,26 @@ class MemberPositions:
         returns the replay to send, then the held messages to send after the recovery
         signal (both past what it has), and whether the hold overflowed."""
         hold = self._held.pop(user_id, _Hold())
+        floor = 0
         if start is not None:
             if self.epoch is None:
                 self.epoch = start.epoch
             if start.epoch == self.epoch:
-                self._offsets[user_id] = max(self._offsets.get(user_id, 0), start.offset)
-        replayed = self._take(user_id, replay)
-        later = self._take(user_id, hold.messages)
+                floor = start.offset
+        replayed, floor = self._past(floor, replay)
+        later, floor = self._past(floor, hold.messages)
+        if floor:
+            self._floors[user_id] = floor
         return replayed, later, hold.overflowed
 
-    def _take(self, user_id: str, messages: list[Recorded]) -> list[Recorded]:
+    def _past(self, floor: int, messages: list[Recorded]) -> tuple[list[Recorded], int]:
         out: list[Recorded] = []
         for recorded in messages:
-            if recorded.epoch != self.epoch:
-                continue
-            if self._offsets.get(user_id, 0) < recorded.offset:
-                self._offsets[user_id] = recorded.offset
+            if recorded.epoch == self.epoch and recorded.offset > floor:
+                floor = recorded.offset
                 out.append(recorded)
-        return out
+        return out, floor
 
     def forget(self, user_id: str) -> None:
-        self._offsets.pop(user_id, None)
+        self._floors.pop(user_id, None)
         self._held.pop(user_id, None)

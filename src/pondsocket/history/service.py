@@ -42,6 +42,7 @@ GAP_WAIT = 0.25
 """How long an out-of-order broadcast waits for the ones before it, before the store is
 asked for them (copies from different nodes may overtake each other on the broker)."""
 READ_TIMEOUT = 5.0
+STORE_CONCURRENCY = 32
 RETRY_MAX = 2.0
 
 
@@ -121,6 +122,10 @@ class HistoryService:
         self._writer: asyncio.Task[None] | None = None
         self._sequencers: dict[Channel, Sequencer] = {}
         self._filling: set[Channel] = set()
+        self._recoveries: dict[Channel, list[tuple[str, Position | str | None]]] = {}
+        # Store calls in flight at once: a client library's pool is bounded (redis-py:
+        # 100 connections, and it fails rather than waits past that).
+        self._slots = asyncio.Semaphore(STORE_CONCURRENCY)
         self._warn = RateLimitedLog(log)
         self._closed = False
 
@@ -221,16 +226,17 @@ class HistoryService:
         assert self.store is not None
         config = group[0].config
         try:
-            return await self.store.append(
-                group[0].key,
-                [p.encode() for p in group],
-                size=config.size,
-                ttl=config.ttl,
-                meta_ttl=config.meta_ttl,
-            )
-        except HistoryUnavailableError as exc:
+            async with self._slots, asyncio.timeout(READ_TIMEOUT):
+                return await self.store.append(
+                    group[0].key,
+                    [p.encode() for p in group],
+                    size=config.size,
+                    ttl=config.ttl,
+                    meta_ttl=config.meta_ttl,
+                )
+        except (HistoryUnavailableError, TimeoutError) as exc:
             self.stats.store_errors += 1
-            self._warn.warning("history store unavailable, retrying: %s", exc)
+            self._warn.warning("history store unavailable, retrying: %s", exc or "timed out")
             return None
 
     def _stored(self, group: list[_Pending], epoch: str, first: int) -> None:
@@ -325,7 +331,7 @@ class HistoryService:
         if self.store is None or config is None:
             return None
         try:
-            async with asyncio.timeout(READ_TIMEOUT):
+            async with self._slots, asyncio.timeout(READ_TIMEOUT):
                 return await self.store.read(
                     self._key_of(channel), after, limit, ttl=config.ttl, meta_ttl=config.meta_ttl
                 )
@@ -356,40 +362,62 @@ class HistoryService:
     # -- catching up a joining member ----------------------------------------
 
     def recover(self, channel: Channel, user_id: str, since: Position | str | None) -> None:
-        self._spawn(self._recover(channel, user_id, since), "history recovery")
+        # Joins of one channel that arrive while its store read is in flight share the next
+        # read: a thousand clients reconnecting after a restart cost a few reads, not 1000.
+        waiting = self._recoveries.get(channel)
+        if waiting is not None:
+            waiting.append((user_id, since))
+            return
+        self._recoveries[channel] = [(user_id, since)]
+        self._spawn(self._recover_all(channel), "history recovery")
 
-    async def _recover(self, channel: Channel, user_id: str, since: Position | str | None) -> None:
+    async def _recover_all(self, channel: Channel) -> None:
+        waiting = self._recoveries[channel]
+        try:
+            while waiting:
+                batch = waiting[:]
+                del waiting[:]
+                await self._recover_batch(channel, batch)
+        finally:
+            del self._recoveries[channel]
+
+    async def _recover_batch(
+        self, channel: Channel, batch: list[tuple[str, Position | str | None]]
+    ) -> None:
         config = channel.lobby.history_config
-        wanted = isinstance(since, Position)
-        after = since.offset if isinstance(since, Position) else 0
+        wanted = [since.offset for _, since in batch if isinstance(since, Position)]
         found = None
         if config is not None:
-            found = await self._read(channel, after, config.size if wanted else 0)
+            # The store holds at most ``size`` records: one read from the earliest position
+            # asked serves every member of the batch.
+            found = await self._read(channel, min(wanted, default=0), config.size if wanted else 0)
         if found is None:
-            self.stats.recoveries_failed += wanted
-            channel.finish_recovery(user_id, None, [], _signal(False, "unavailable", 0, None))
+            self.stats.recoveries_failed += len(wanted)
+            for user_id, _ in batch:
+                channel.finish_recovery(user_id, None, [], _signal(False, "unavailable", 0, None))
             return
         self._sequencer(channel).start_at(found.epoch, found.top)
         now = Position(found.top, found.epoch)
-        if not isinstance(since, Position):
-            why = "invalid" if since == INVALID else "not_requested"
-            self.stats.recoveries_failed += since == INVALID
-            channel.finish_recovery(user_id, now, [], _signal(False, why, 0, now))
-            return
-        refused, replay = self._replay(since, found)
-        if refused is not None:
-            self.stats.recoveries_failed += 1
-            channel.finish_recovery(user_id, now, [], _signal(False, refused, 0, now))
-            return
-        self.stats.recoveries += 1
-        channel.finish_recovery(user_id, since, replay, _signal(True, None, len(replay), now))
+        for user_id, since in batch:
+            if not isinstance(since, Position):
+                why = "invalid" if since == INVALID else "not_requested"
+                self.stats.recoveries_failed += since == INVALID
+                channel.finish_recovery(user_id, now, [], _signal(False, why, 0, now))
+                continue
+            refused, replay = self._replay(since, found)
+            if refused is not None:
+                self.stats.recoveries_failed += 1
+                channel.finish_recovery(user_id, now, [], _signal(False, refused, 0, now))
+                continue
+            self.stats.recoveries += 1
+            channel.finish_recovery(user_id, since, replay, _signal(True, None, len(replay), now))
 
     def _replay(self, since: Position, found: Slice) -> tuple[str | None, list[Recorded]]:
         if since.epoch != found.epoch:
             return "epoch_changed", []
         if since.offset > found.top:
             return "invalid", []
-        records = found.records
+        records = [r for r in found.records if r.offset > since.offset]
         missed = found.top - since.offset
         if len(records) != missed or (records and records[0].offset != since.offset + 1):
             return "too_old", []
