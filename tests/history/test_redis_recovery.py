@@ -74,3 +74,19 @@ async def test_recovering_on_one_node_what_another_sent(node: Node) -> None:
         carol = await joined(b, {"recover": start})
         assert numbers(said(carol)) == [0, 1, 2, 3, 4]
         assert signal(carol)["missed"] == 5
+
+
+async def test_a_reconnect_storm_recovers_everyone(node: Node) -> None:
+    """150 clients rejoin at once: more than redis-py's pool (100 connections, which fails
+    instead of waiting); the joins of a channel share store reads."""
+    async with node() as pond:
+        alice = await joined(pond)
+        start = {"offset": signal(alice)["offset"], "epoch": signal(alice)["epoch"]}
+        for n in range(20):
+            await alice.send(ROOM, "say", {"n": n})
+        await eventually(lambda: len(said(alice)) == 20, "twenty")
+        reads_before = pond.history.stats.store_errors
+        crowd = await asyncio.gather(*(joined(pond, {"recover": start}) for _ in range(150)))
+        assert all(signal(c)["recovered"] for c in crowd)
+        assert all(numbers(said(c)) == list(range(20)) for c in crowd)
+        assert pond.history.stats.store_errors == reads_before
