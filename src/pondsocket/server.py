@@ -21,7 +21,7 @@ from pondsocket.core.outlet import CloseCode
 from pondsocket.core.tasks import TaskSet
 from pondsocket.errors import UsageError
 from pondsocket.history.service import HistoryService
-from pondsocket.history.store import HistoryStore
+from pondsocket.history.store import HistoryStore, HistoryUnavailableError
 from pondsocket.pubsub.base import PubSub
 from pondsocket.pubsub.memory import InMemoryPubSub
 from pondsocket.routing import Route
@@ -135,26 +135,33 @@ class PondSocket:
         self._started = True
         for hook in self._startup_hooks:
             await hook()
-        self._start_history()
+        await self._start_history()
         self.cluster.start()
 
-    def _start_history(self) -> None:
-        store = (
-            self._history_store if self._history_store is not None else self.pubsub.history_store()
-        )
+    async def _start_history(self) -> None:
+        store = self._history_store
         if store is None:
-            patterns = [
-                lobby.pattern.pattern
-                for endpoint in self._endpoints
-                for lobby in endpoint.lobbies
-                if lobby.history_config is not None
-            ]
-            if patterns:
-                raise UsageError(
-                    f"channels {', '.join(patterns)} keep history, but {type(self.pubsub).__name__}"
-                    " has no history store: pass PondSocket(history=...), e.g."
-                    " RedisHistory.from_url('redis://...') (docs/recovery.md)"
-                )
+            store = self.pubsub.history_store()
+        patterns = [
+            lobby.pattern.pattern
+            for endpoint in self._endpoints
+            for lobby in endpoint.lobbies
+            if lobby.history_config is not None
+        ]
+        if store is None and patterns:
+            raise UsageError(
+                f"channels {', '.join(patterns)} keep history, but {type(self.pubsub).__name__}"
+                " has no history store: pass PondSocket(history=...), e.g."
+                " RedisHistory.from_url('redis://...') (docs/recovery.md)"
+            )
+        if store is not None and patterns:
+            try:  # fail at startup, not at the first broadcast, if the store cannot work
+                await store.read("pondsocket:probe", 0, 0, ttl=1.0, meta_ttl=60.0)
+            except HistoryUnavailableError as exc:
+                raise HistoryUnavailableError(
+                    f"channels {', '.join(patterns)} keep history, but the history store"
+                    f" {type(store).__name__} does not answer: {exc}"
+                ) from exc
         self.history.store = store
         self.cluster.channel_resynced = self.history.resynced
 

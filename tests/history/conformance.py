@@ -16,10 +16,10 @@ def new_key() -> str:
 
 async def check_offsets_grow_by_one(store: HistoryStore) -> None:
     key = new_key()
-    epoch, first = await store.append(key, [b"a", b"b"], size=10, **LIMITS)
-    assert first == 1
-    epoch2, third = await store.append(key, [b"c"], size=10, **LIMITS)
-    assert (epoch2, third) == (epoch, 3)
+    epoch, offsets = await store.append(key, [b"a", b"b"], size=10, **LIMITS)
+    assert offsets == [1, 2]
+    epoch2, more = await store.append(key, [b"c"], size=10, **LIMITS)
+    assert (epoch2, more) == (epoch, [3])
     found = await store.read(key, 0, 10, **LIMITS)
     assert (found.epoch, found.top) == (epoch, 3)
     assert [(r.offset, r.data) for r in found.records] == [(1, b"a"), (2, b"b"), (3, b"c")]
@@ -47,15 +47,15 @@ async def check_position_read_creates_a_stable_epoch(store: HistoryStore) -> Non
     key = new_key()
     empty = await store.read(key, 0, 0, **LIMITS)
     assert (empty.top, empty.records) == (0, [])
-    epoch, first = await store.append(key, [b"x"], size=5, **LIMITS)
-    assert (epoch, first) == (empty.epoch, 1)  # a client at offset 0 of that epoch can recover
+    epoch, offsets = await store.append(key, [b"x"], size=5, **LIMITS)
+    assert (epoch, offsets) == (empty.epoch, [1])  # a client at offset 0 of that epoch can recover
 
 
 async def check_keys_are_independent(store: HistoryStore) -> None:
     one, two = new_key(), new_key()
     epoch_one, _ = await store.append(one, [b"1"], size=5, **LIMITS)
-    epoch_two, first = await store.append(two, [b"2"], size=5, **LIMITS)
-    assert first == 1
+    epoch_two, offsets = await store.append(two, [b"2"], size=5, **LIMITS)
+    assert offsets == [1]
     assert epoch_one != epoch_two
 
 

@@ -59,8 +59,8 @@ async def test_lost_data_means_a_new_epoch(store: RedisHistory) -> None:
         await client.delete(f"pondsocket-test:history:{{{key}}}:meta")
     finally:
         await client.aclose()
-    again_epoch, first = await store.append(key, [b"3"], size=5, **LIMITS)
-    assert again_epoch != epoch and first == 1
+    again_epoch, offsets = await store.append(key, [b"3"], size=5, **LIMITS)
+    assert again_epoch != epoch and offsets == [1]
 
 
 async def test_unreachable_redis_is_a_clear_error() -> None:

@@ -48,7 +48,7 @@ class MemoryHistory(HistoryStore):
 
     async def append(
         self, key: str, records: Sequence[bytes], *, size: int, ttl: float, meta_ttl: float
-    ) -> tuple[str, int]:
+    ) -> tuple[str, list[int]]:
         stream = self._stream(key, meta_ttl)
         first = stream.top + 1
         now = stream.touched
@@ -57,7 +57,7 @@ class MemoryHistory(HistoryStore):
             stream.records.append(Stored(stream.top, data, now))
         while len(stream.records) > size:
             stream.records.popleft()
-        return stream.epoch, first
+        return stream.epoch, list(range(first, first + len(records)))
 
     async def read(self, key: str, after: int, limit: int, *, ttl: float, meta_ttl: float) -> Slice:
         stream = self._stream(key, meta_ttl)

@@ -87,7 +87,7 @@ class RedisHistory(HistoryStore):
 
     async def append(
         self, key: str, records: Sequence[bytes], *, size: int, ttl: float, meta_ttl: float
-    ) -> tuple[str, int]:
+    ) -> tuple[str, list[int]]:
         args: list[bytes | str | int] = [
             random_hex()[:16],
             size,
@@ -100,7 +100,8 @@ class RedisHistory(HistoryStore):
             epoch, first = await self._append(keys=self._keys(key), args=args)
         except (RedisError, OSError) as exc:
             raise HistoryUnavailableError(f"history append failed: {exc}") from exc
-        return _text(epoch), int(first)
+        first = int(first)
+        return _text(epoch), list(range(first, first + len(records)))
 
     async def read(self, key: str, after: int, limit: int, *, ttl: float, meta_ttl: float) -> Slice:
         args: list[str | int] = [random_hex()[:16], after, limit, max(1, int(meta_ttl * 1000))]

@@ -27,6 +27,7 @@ from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.relay import ALL_EXCEPT_SENDER, ALL_USERS, Recipients, Relay
 from pondsocket.history.sequencer import Placed, Sequencer
 from pondsocket.history.store import HistoryStore, HistoryUnavailableError, Slice, Stored
+from pondsocket.wire.ids import random_hex
 
 if TYPE_CHECKING:
     from pondsocket.core.channel import Channel
@@ -57,9 +58,20 @@ class _Pending:
     sender_id: str
     request_id: str
 
+    uid: str
+    data: bytes | None = None
+
     def encode(self) -> bytes:
+        """The record, encoded once: a retry sends the very same bytes."""
+        if self.data is None:
+            self.data = self._encode()
+        return self.data
+
+    def _encode(self) -> bytes:
+        uid = self.uid
         return orjson.dumps(
             {
+                "i": uid,  # unique per record: a store may drop a retried copy by it
                 "e": self.event,
                 "p": self.payload,
                 "r": self.recipients,
@@ -128,6 +140,12 @@ class HistoryService:
         self._slots = asyncio.Semaphore(STORE_CONCURRENCY)
         self._warn = RateLimitedLog(log)
         self._closed = False
+        self._prefix = random_hex()[:12]
+        self._count = 0
+
+    def _uid(self) -> str:
+        self._count += 1
+        return f"{self._prefix}{self._count:x}"
 
     @property
     def store(self) -> HistoryStore | None:
@@ -166,7 +184,9 @@ class HistoryService:
             return
         key = self._key_of(channel)
         self._queue.append(
-            _Pending(channel, key, config, event, payload, recipients, sender_id, request_id)
+            _Pending(
+                channel, key, config, event, payload, recipients, sender_id, request_id, self._uid()
+            )
         )
         self._wake.set()
         if self._writer is None:
@@ -222,7 +242,7 @@ class HistoryService:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
 
-    async def _append(self, group: list[_Pending]) -> tuple[str, int] | None:
+    async def _append(self, group: list[_Pending]) -> tuple[str, list[int]] | None:
         assert self.store is not None
         config = group[0].config
         try:
@@ -239,11 +259,11 @@ class HistoryService:
             self._warn.warning("history store unavailable, retrying: %s", exc or "timed out")
             return None
 
-    def _stored(self, group: list[_Pending], epoch: str, first: int) -> None:
+    def _stored(self, group: list[_Pending], epoch: str, offsets: list[int]) -> None:
         relay = self._relay()
-        for i, p in enumerate(group):
+        for offset, p in zip(offsets, group, strict=True):
             recorded = Recorded(
-                first + i, epoch, p.event, p.payload, p.recipients, p.sender_id, p.request_id
+                offset, epoch, p.event, p.payload, p.recipients, p.sender_id, p.request_id
             )
             self.stats.recorded += 1
             relay.message_sent(

@@ -43,10 +43,12 @@ class HistoryStore(abc.ABC):
     @abc.abstractmethod
     async def append(
         self, key: str, records: Sequence[bytes], *, size: int, ttl: float, meta_ttl: float
-    ) -> tuple[str, int]:
-        """Store ``records`` (in this order, atomically) at the end of ``key``'s stream,
-        keeping its last ``size``; returns ``(epoch, offset of the first)``. Raises
-        :class:`HistoryUnavailableError`."""
+    ) -> tuple[str, list[int]]:
+        """Store ``records`` (in this order) at the end of ``key``'s stream, keeping its
+        last ``size``; returns the epoch and each record's offset (increasing; other nodes'
+        records may fall between them). Every record the service stores is unique (it
+        carries an id), so a store may keep one copy of a record sent twice (a retry after a
+        timeout) and answer with its first offset. Raises :class:`HistoryUnavailableError`."""
 
     @abc.abstractmethod
     async def read(self, key: str, after: int, limit: int, *, ttl: float, meta_ttl: float) -> Slice:

@@ -35,6 +35,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from pondsocket.errors import InvalidOptionError
+from pondsocket.history.nats import NatsHistory
+from pondsocket.history.store import HistoryStore
 from pondsocket.pubsub.base import (
     BusState,
     MessageHandler,
@@ -80,6 +82,7 @@ class NatsPubSub(PubSub):
     """A node's link to NATS. Create it with :meth:`connect`."""
 
     def __init__(self, client: Client, *, owns_client: bool, options: Options) -> None:
+        self._history: NatsHistory | None = None
         self.client = client
         self.options = options
         self.stats = NatsPubSubStats()
@@ -97,6 +100,13 @@ class NatsPubSub(PubSub):
         self._restore: Callable[[], None] | None = None
 
     # -- construction --------------------------------------------------------
+
+    def history_store(self) -> HistoryStore:
+        """Channel history in this server's JetStream (:class:`NatsHistory`; the server
+        must run with JetStream, ``nats-server -js``)."""
+        if self._history is None:
+            self._history = NatsHistory(self.client)
+        return self._history
 
     @classmethod
     async def connect(
