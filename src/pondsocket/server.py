@@ -83,6 +83,7 @@ class PondSocket:
         self._started = False
         self._asgi: ASGIApp | None = None
         self._shutting_down: asyncio.Future[None] | None = None
+        self._stopping = False
 
     @overload
     def create_endpoint(
@@ -244,11 +245,21 @@ class PondSocket:
 
     def not_ready(self) -> str | None:
         """Why this server is not ready for new connections (``None``: it is)."""
-        if self._shutting_down is not None:
+        if self._shutting_down is not None or self._stopping:
             return "shutting down"
         if not self._started:
             return "starting"
         return self.cluster.not_ready()
+
+    def begin_shutdown(self) -> None:
+        """The first step of :meth:`shutdown`, for a transport that closes its sockets
+        itself before calling it: report not ready, and stop holding client input back
+        for the cluster outbox (a session waiting for room there would keep its
+        connection open for as long as a broker that is gone stays gone). Idempotent."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.cluster.stop_backpressure()
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Close every connection (1001), wait for leave handlers, flush cluster traffic.
@@ -264,6 +275,7 @@ class PondSocket:
             self._shutting_down.set_result(None)
 
     async def _shutdown(self, timeout: float) -> None:
+        self.begin_shutdown()
         for endpoint in self._endpoints:
             endpoint.close_all(CloseCode.GOING_AWAY, "server shutting down")
         try:

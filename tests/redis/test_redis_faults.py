@@ -275,6 +275,28 @@ async def test_close_during_an_outage_is_bounded_and_leaves_nothing_running(
     assert states.states == [BusState.DISCONNECTED]  # no RECONNECTED after close
 
 
+async def test_close_with_redis_frozen_gives_up_on_a_pipeline_that_hangs(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # close_timeout would allow 30 s: a pipeline nobody answers is given up on sooner.
+    bus = await RedisPubSub.connect(redis_server.url, close_timeout=30.0)
+    await bus.subscribe("pond.t", Inbox())
+    redis_server.freeze()
+    try:
+        for i in range(5):
+            await bus.publish("pond.t", b"%d" % i)
+        await asyncio.sleep(0.1)  # the flusher's pipeline is under way, unanswered
+        started = time.monotonic()
+        async with asyncio.timeout(HANG_BOUND):
+            await bus.close()
+        took = time.monotonic() - started
+    finally:
+        redis_server.thaw()
+    assert took < 10.0, took  # about CLOSE_STALL (1 s); it was close_timeout
+    assert any("5 message(s) not published" in r.getMessage() for r in caplog.records)
+    assert _our_tasks() == []
+
+
 async def test_messages_redis_refuses_are_counted_not_retried(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -582,6 +582,35 @@ async def test_no_backpressure_while_the_bus_is_down() -> None:
     await bus.close()
 
 
+async def test_shutdown_releases_held_input_and_gives_up_on_a_broker_that_hangs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = _StalledPubSub()
+    bus.flowing.set()
+    pond = PondSocket(pubsub=bus, cluster=ClusterOptions(outbox_size=20))
+    endpoint = pond.create_endpoint("/socket", lambda ctx: ctx.accept())
+    lobby = endpoint.create_channel("/room/:id", lambda ctx: ctx.accept())
+    lobby.on_message("all", lambda ctx: ctx.broadcast("all", ctx.payload))
+    conn = await TestClient(pond).connect("/socket")
+    await conn.join(ROOM)
+    await settle()
+    bus.flowing.clear()  # the broker hangs, and nobody has noticed it is gone
+    sender = asyncio.create_task(_send_many(conn, 40))
+    await asyncio.sleep(0.05)
+    assert not sender.done()  # held back by the cluster outbox
+    pond.begin_shutdown()
+    await asyncio.wait_for(sender, 5)  # released at once: input is no longer held
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await pond.shutdown(timeout=10)
+    took = loop.time() - started
+    assert took < 5, took  # one flush stall (1 s), not the 10 s allowed
+    assert any("the broker took no envelope" in r.getMessage() for r in caplog.records)
+    assert pond.not_ready() == "shutting down"
+    bus.flowing.set()
+    await bus.close()
+
+
 async def test_a_peers_presence_above_the_limit_is_not_spread_to_our_clients() -> None:
     broker = InMemoryBroker()
     node = Node(broker, "a")

@@ -24,7 +24,7 @@ from pondsocket.cluster.envelope import Envelope, EnvelopeType
 from pondsocket.cluster.gate import InboundGate
 from pondsocket.cluster.liveness import Heard, Liveness
 from pondsocket.cluster.options import ClusterOptions
-from pondsocket.cluster.outbox import ClusterOutbox
+from pondsocket.cluster.outbox import FLUSH_STALL, ClusterOutbox
 from pondsocket.cluster.signing import EnvelopeSigner
 from pondsocket.cluster.state_pages import PageAssembler, split_users
 from pondsocket.cluster.stats import ClusterStats
@@ -145,9 +145,17 @@ class ClusterNode:
         subscriptions = list(self._subscriptions.values())
         if self._heartbeat_sub is not None:
             subscriptions.append(self._heartbeat_sub)
-        for subscription in subscriptions:
-            await self._unsubscribe(subscription)
         self._subscriptions.clear()
+        if subscriptions:
+            # Bounded like the flush: a subscribe still waiting for a broker that is gone,
+            # or an unsubscribe it does not answer, must not hold the shutdown.
+            unsubscribing = [asyncio.ensure_future(self._unsubscribe(s)) for s in subscriptions]
+            _, late = await asyncio.wait(unsubscribing, timeout=FLUSH_STALL)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("cluster node closed with %d subscriptions not cancelled", len(late))
+            await asyncio.gather(*unsubscribing, return_exceptions=True)
         for future in self._pending_gets.values():
             future.cancel()
 
@@ -321,6 +329,10 @@ class ClusterNode:
     async def wait_for_room(self) -> None:
         """Backpressure for client input (see :meth:`ClusterOutbox.wait_for_room`)."""
         await self.outbox.wait_for_room()
+
+    def stop_backpressure(self) -> None:
+        """Shutdown has begun: client input no longer waits for the outbox."""
+        self.outbox.stop_backpressure()
 
     def _enqueue(self, topic: str, envelope: Envelope) -> None:
         if self._closed or (self._alone is not None and self._alone()):

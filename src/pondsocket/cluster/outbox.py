@@ -25,8 +25,15 @@ from pondsocket.pubsub.base import PubSub, PubSubClosedError
 
 log = logging.getLogger("pondsocket.cluster")
 
+_POLL = 0.05  # seconds between checks of a flush at shutdown
+
 Repair = Callable[[str, str, str], None]
 """``repair(topic, endpoint_name, channel_name)``: publish our state of that channel."""
+
+FLUSH_STALL = 1.0
+"""At shutdown, seconds one publish may take before the flush gives up on the broker
+(it hangs, or one shard is gone): shutdown never waits on a broker that is gone. While
+the bus is known to be down the flush does not wait at all."""
 
 
 class ClusterOutbox:
@@ -54,6 +61,8 @@ class ClusterOutbox:
         self._room.set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._holding = True  # False once shutdown began: client input is not held back
+        self._publish_started: float | None = None  # loop time of the publish under way
         self.bus_down = False
         """While the bus is down nothing waits for room and no repair is sent: local
         delivery goes on, and the resync after the outage repairs what peers missed."""
@@ -68,14 +77,30 @@ class ClusterOutbox:
         self._task = loop.create_task(self._flush_loop(), name="pondsocket-cluster-flush")
 
     async def aclose(self, timeout: float) -> None:
-        """Stop taking envelopes, publish what is queued (bounded by ``timeout``), stop."""
+        """Stop taking envelopes, publish what is queued, stop. The flush is bounded: by
+        ``timeout``, by :data:`FLUSH_STALL` seconds for any one publish, and not tried at
+        all while the bus is down (what is left is logged, and peers resync anyway)."""
         self._closed = True
-        try:
-            async with asyncio.timeout(timeout):
-                await self._drained.wait()
-        except TimeoutError:
-            log.warning("cluster node closed with %d unsent envelopes", len(self._queue))
-        self._room.set()  # nobody waits for a queue that will not drain
+        self._room.set()  # nobody waits for a queue that is not going to take more
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        reason = "the time allowed ran out"
+        while not self._drained.is_set():
+            now = loop.time()
+            started = self._publish_started
+            if self.bus_down:
+                reason = "the broker is disconnected"
+                break
+            if started is not None and now - started >= FLUSH_STALL:
+                reason = f"the broker took no envelope for {FLUSH_STALL:g} s"
+                break
+            if now >= deadline or self._task is None or self._task.done():
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(_POLL, deadline - now)):
+                    await self._drained.wait()
+        if not self._drained.is_set() and self._queue:
+            log.warning("cluster node closed with %d unsent envelopes: %s", len(self), reason)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -117,8 +142,20 @@ class ClusterOutbox:
     def release_waiters(self) -> None:
         self._room.set()
 
+    def stop_backpressure(self) -> None:
+        """Shutdown has begun: :meth:`wait_for_room` returns at once from now on, so no
+        connection stays open waiting for a broker that may be gone."""
+        self._holding = False
+        self._room.set()
+
     def _flusher_gone(self) -> bool:
-        return self._closed or self.bus_down or self._task is None or self._task.done()
+        return (
+            self._closed
+            or not self._holding
+            or self.bus_down
+            or self._task is None
+            or self._task.done()
+        )
 
     def _lost(self, topic: str, envelope: Envelope) -> None:
         if envelope.type is EnvelopeType.NODE_HEARTBEAT:
@@ -135,11 +172,14 @@ class ClusterOutbox:
             self._repair(topic, endpoint, name)
 
     async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             while self._queue:
                 if len(self._queue) * 4 < self._size:
                     self._room.set()
+                self._publish_started = loop.time()
                 await self._publish(*self._queue.popleft())
+                self._publish_started = None
                 quiet = len(self._queue) * 4 < self._size
                 if self._repairs and quiet and not self.bus_down:
                     self._send_repairs()

@@ -26,6 +26,10 @@ from pondsocket.pubsub.redis_support import (
 log = logging.getLogger("pondsocket.pubsub.redis")
 
 BATCH_BYTES = MiB  # a pipeline stops growing past this much payload
+CLOSE_STALL = 1.0
+"""At close, seconds one pipeline may take before the rest is given up on (Redis hangs);
+while Redis is known to be failing (the last attempt failed) close does not wait."""
+_POLL = 0.05
 
 Item = tuple[bytes, bytes]  # (channel as sent to Redis, payload)
 
@@ -41,6 +45,8 @@ class Publisher:
         self._outbox: asyncio.Queue[Item] = asyncio.Queue(options.outbox_size)
         self._in_flight = 0
         self._task: asyncio.Task[None] | None = None
+        self._sending_since: float | None = None  # loop time the pipeline under way began
+        self._failing = False  # the last attempt failed; the flusher is backing off
 
     @property
     def pending(self) -> int:
@@ -102,6 +108,7 @@ class Publisher:
             # While our subscriptions are down, hold the outbox: sent now, these messages
             # would miss this node's own (and likely its peers') subscriptions.
             await self.link_up.wait()
+            self._sending_since = asyncio.get_running_loop().time()
             try:
                 pipe = self.client.pipeline(transaction=False)
                 for topic, data in batch:
@@ -110,10 +117,13 @@ class Publisher:
             except TRANSIENT as exc:
                 results = [exc] * len(batch)
             except Exception:
+                self._sending_since = None
                 self.stats.publish_errors += len(batch)
                 log.exception("publishing to Redis failed; dropped %d message(s)", len(batch))
                 return
+            self._sending_since = None
             retry = [item for item, r in zip(batch, results, strict=True) if is_transient(r)]
+            self._failing = bool(retry)
             refused = [r for r in results if isinstance(r, Exception) and not is_transient(r)]
             self.stats.published += len(batch) - len(retry) - len(refused)
             if len(retry) < len(batch):
@@ -144,19 +154,28 @@ class Publisher:
             batch = retry
 
     async def close(self) -> None:
-        """Send what is queued, for up to ``close_timeout`` seconds, then stop."""
+        """Send what is queued, then stop. Bounded: by ``close_timeout`` seconds, by
+        :data:`CLOSE_STALL` seconds for any one pipeline, and not at all while Redis is
+        failing (the flusher backs off after a failed attempt): closing never waits on a
+        Redis that is gone."""
         task, self._task = self._task, None
         if task is None:
             return
         self.link_up.set()  # last chance for the outbox, subscribed or not
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.close_timeout
+        while self.pending and not task.done():
+            now = loop.time()
+            started = self._sending_since
+            if self._failing or now >= deadline:
+                break
+            if started is not None and now - started >= CLOSE_STALL:
+                break
+            await asyncio.sleep(min(_POLL, deadline - now))
         if self.pending:
-            try:
-                async with asyncio.timeout(self.options.close_timeout):
-                    await self._outbox.join()
-            except TimeoutError:
-                log.warning(
-                    "closing with %d message(s) not published (Redis unreachable)", self.pending
-                )
+            log.warning(
+                "closing with %d message(s) not published (Redis unreachable)", self.pending
+            )
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -36,6 +36,10 @@ class Host(Protocol):
         """Run the app's startup hooks and start the cluster node (idempotent)."""
         ...
 
+    def begin_shutdown(self) -> None:
+        """Shutdown has begun: stop holding client input back (idempotent)."""
+        ...
+
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Close every connection, wait for leave handlers, flush cluster traffic."""
         ...

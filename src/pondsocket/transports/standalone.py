@@ -325,6 +325,7 @@ class StandaloneServer:
             timer.cancel()
         if timers:
             await asyncio.wait(timers)
+        self._pond.begin_shutdown()  # a session waiting for the broker must not hold on
         server = self._server
         if server is not None:
             # Closing through websockets first (rather than pond.shutdown() first) means
@@ -422,10 +423,13 @@ class StandaloneServer:
     async def _receive_loop(
         connection: ServerConnection, session: Session, outlet: WebSocketOutlet
     ) -> None:
+        protocol = connection.protocol
         while True:
             # Text comes as str (websockets checks UTF-8 and closes 1007 on bad text, RFC
             # 6455 §8.1), binary as bytes: inbound is not the hot path, fan-out is.
             data = await connection.recv()
+            if protocol.state is not OPEN:
+                continue  # we are closing: what the client sent meanwhile is moot
             if isinstance(data, bytes):
                 session.receive_binary()
                 continue
