@@ -3,7 +3,10 @@ pyproject.toml admits (``name>=X`` becomes ``name==X``), for the given extras.
 
 CI installs with these once more and reruns the suite, so a lower bound that no longer
 works fails CI instead of a user's install (transitive dependencies stay at their newest).
-Usage: python .ci/lowest_constraints.py test,asgi,uvloop > constraints.txt
+Further pyproject.toml files (the benchmarks' distribution) add their dependencies; a
+requirement on one of the projects being installed (pondsocket-bench needs pondsocket)
+is not pinned: the local checkout satisfies it.
+Usage: python .ci/lowest_constraints.py test,asgi,uvloop [benchmarks/pyproject.toml ...]
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ def main() -> None:
     requirements = list(project["dependencies"])
     for extra in extras:
         requirements += project["optional-dependencies"][extra]
+    local = {canonicalize_name(project["name"])}
+    for path in sys.argv[2:]:
+        other = tomllib.loads(Path(path).read_text())["project"]
+        local.add(canonicalize_name(other["name"]))
+        requirements += other["dependencies"]
+    requirements = [r for r in requirements if canonicalize_name(Requirement(r).name) not in local]
     print("\n".join(lowest_pins(requirements)))
 
 

@@ -108,7 +108,7 @@ async def main() -> None:
         [
             sys.executable,
             "-m",
-            "pondsocket.bench.server",
+            "pondsocket_bench.server",
             "--redis",
             args.redis,
             "--namespace",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from websockets.asyncio.client import connect
 
-from pondsocket.bench.cpu import cpu_seconds
+from pondsocket_bench.cpu import cpu_seconds
 
 
 @dataclass
@@ -65,7 +65,7 @@ async def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, "PONDSOCKET_BENCH_PRESENCE_WINDOW": str(args.window)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "pondsocket.bench.server", "--presence"],
+        [sys.executable, "-m", "pondsocket_bench.server", "--presence"],
         stdout=subprocess.PIPE,
         env=env,
         text=True,

@@ -23,7 +23,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from pondsocket.bench.cpu import cpu_seconds, rss_bytes
+from pondsocket_bench.cpu import cpu_seconds, rss_bytes
 
 ROOM = "/room/1"
 
@@ -77,7 +77,7 @@ async def main() -> None:
         [
             sys.executable,
             "-m",
-            "pondsocket.bench.server",
+            "pondsocket_bench.server",
             "--presence",
             "--max-seconds",
             str(args.minutes * 60 + 120),

@@ -3,7 +3,8 @@
     pondsocket serve myapp:pond [--host 127.0.0.1] [--port 8080] [--asgi]
                                 [--certfile PEM --keyfile PEM] [--pubsub URL ...]
     pondsocket demo [--host 127.0.0.1] [--port 8080] [--certfile PEM --keyfile PEM]
-    pondsocket bench SCENARIO [...]   (see ``pondsocket bench --help``)
+    pondsocket bench SCENARIO [...]   (see ``pondsocket bench --help``; needs the
+                                       pondsocket-bench package: pip install -e ./benchmarks)
     pondsocket --version
 
 ``serve`` imports ``pond`` from the module ``myapp`` (the current directory is importable):
@@ -31,6 +32,10 @@ from pondsocket.cluster.signing import read_secret_file
 from pondsocket.pubsub.urls import BACKENDS, connect_url
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+BENCH_MISSING = (
+    "pondsocket bench: error: the benchmarks are a separate package: in a clone of the"
+    " pondsocket repository, pip install -e ./benchmarks"
+)
 
 
 class CLIError(Exception):
@@ -40,10 +45,8 @@ class CLIError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["bench"]:  # its own parser: pondsocket.bench.main
-        from pondsocket.bench import main as bench_main
-
-        return bench_main(arguments[1:])
+    if arguments[:1] == ["bench"]:  # its own parser, in its own distribution
+        return _bench(arguments[1:])
     parser = _parser()
     try:
         args = parser.parse_args(arguments)
@@ -209,6 +212,20 @@ def _serve(args: argparse.Namespace) -> int:
     )
     server.run()
     return 0
+
+
+def _bench(arguments: list[str]) -> int:
+    """``pondsocket bench``: the benchmark suite is a separate distribution
+    (``pondsocket-bench``, the repository's ``benchmarks/``), not part of this package."""
+    try:  # by name: the library neither depends on it nor type-checks against it
+        bench = importlib.import_module("pondsocket_bench")
+    except ModuleNotFoundError as exc:
+        if exc.name != "pondsocket_bench":
+            raise  # installed but broken: show the real error
+        print(BENCH_MISSING, file=sys.stderr)
+        return 2
+    status: int = bench.main(arguments)
+    return status
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from pondsocket.bench import main
-from pondsocket.bench.cpu import cpu_seconds, rss_bytes
-from pondsocket.bench.stats import bucket, histogram, merge, percentile
 from pondsocket.cli import main as cli_main
+from pondsocket_bench import main
+from pondsocket_bench.cpu import cpu_seconds, rss_bytes
+from pondsocket_bench.stats import bucket, histogram, merge, percentile
 
 REDIS_URL = "redis://127.0.0.1:6379"
 

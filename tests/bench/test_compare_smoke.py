@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from pondsocket.bench import main
-from pondsocket.bench.compare import EnvError, add_ratios, ensure_env, parse_systems, spec
-from pondsocket.bench.sio_loadgen import socketio_url
+from pondsocket_bench import main
+from pondsocket_bench.compare import EnvError, add_ratios, ensure_env, parse_systems, spec
+from pondsocket_bench.sio_loadgen import socketio_url
 
 
 def _env_or_skip(system: str) -> None:

@@ -3,7 +3,7 @@ Redis, same prefix and namespace. Every way a user goes away (leave, disconnect,
 node death) must reach the clients of the other node as a presence ``LEAVE``.
 
 Upstream is installed from PyPI into a venv of its own by the test setup (the bench's cache
-venvs, :func:`pondsocket.bench.compare.ensure_env`), never vendored, and runs the app
+venvs, :func:`pondsocket_bench.compare.ensure_env`), never vendored, and runs the app
 below on uvicorn. Its own defects (docs/protocol.md) are marked as expected failures.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pondsocket.bench.compare import EnvError, SystemEnv, SystemSpec, ensure_env
+from pondsocket_bench.compare import EnvError, SystemEnv, SystemSpec, ensure_env
 from tests.cluster.conftest import Cluster
 from tests.cluster.helpers import ROOM, NodeProcess, WsClient, _die_with_parent, _live_pids
 

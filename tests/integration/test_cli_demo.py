@@ -304,6 +304,17 @@ def test_asgi_without_uvicorn_says_what_to_install(
     assert "install pondsocket[asgi]" in capsys.readouterr().err
 
 
+def test_bench_without_its_package_says_how_to_install_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the benchmarks are a distribution of their own (benchmarks/), not in the library's wheel
+    monkeypatch.setitem(sys.modules, "pondsocket_bench", None)  # makes the import fail
+    assert main(["bench", "fanout"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "pip install -e ./benchmarks" in err
+
+
 @pytest.mark.parametrize(("flags", "tuned"), [([], 1), (["--no-gc-tuning"], 0)])
 def test_asgi_serve_tunes_gc_unless_told_not_to(
     app_dir: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], tuned: int

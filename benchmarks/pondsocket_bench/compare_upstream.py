@@ -1,7 +1,7 @@
 """``--systems upstream``: the PyPI ``pondsocket`` (the upstream Python port) on uvicorn.
 
 Installed into its own cache venv (``<cache>/upstream-venv``, see
-:mod:`pondsocket.bench.compare`) and only *run*: the app below is written against its
+:mod:`pondsocket_bench.compare`) and only *run*: the app below is written against its
 public API (``PondSocket``, ``create_endpoint``, ``create_channel``, ``on_message``,
 ``pondsocket_asgi.PondASGIApp``) and generated into the cache dir at run time. It is our
 benchmark app: endpoint ``/socket``, channel ``/room/:id`` (optional presence
@@ -12,7 +12,7 @@ unchanged. Upstream has no inbound rate limit unless one is configured.
 
 from __future__ import annotations
 
-from pondsocket.bench.compare import SystemSpec
+from pondsocket_bench.compare import SystemSpec
 
 UPSTREAM_VERSION = "0.0.7"
 UPSTREAM_ASGI_VERSION = "0.0.6"

@@ -1,6 +1,6 @@
 """The system under test, run in its own process: the benchmark app on one transport.
 
-    python -m pondsocket.bench.server --transport standalone|asgi [--presence]
+    python -m pondsocket_bench.server --transport standalone|asgi [--presence]
         [--redis URL --namespace NS] [--max-seconds 600]
 
 App: endpoint ``/socket`` (accepts everyone), channel ``/room/:id`` (accepts every join;
@@ -29,8 +29,8 @@ from pondsocket import (
     PondSocket,
     tune_gc,
 )
-from pondsocket.bench.limits import die_with_parent, raise_open_file_limit
 from pondsocket.cluster.options import ClusterOptions
+from pondsocket_bench.limits import die_with_parent, raise_open_file_limit
 
 HOST = "127.0.0.1"
 ENDPOINT = "/socket"
@@ -152,7 +152,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pondsocket.bench.server")
+    parser = argparse.ArgumentParser(prog="python -m pondsocket_bench.server")
     parser.add_argument("--transport", choices=("standalone", "asgi"), default="standalone")
     parser.add_argument("--presence", action="store_true")
     parser.add_argument("--redis", metavar="URL")

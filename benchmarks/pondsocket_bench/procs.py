@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pondsocket.bench.loadgen import LoadConfig, config_json
+from pondsocket_bench.loadgen import LoadConfig, config_json
 
 _LINE_LIMIT = 16 * 1024 * 1024
 
@@ -132,13 +132,13 @@ class Children:
             args.append("--presence")
         if redis:
             args += ["--redis", redis]
-        child = await self.spawn(name, "pondsocket.bench.server", args, stdin=False)
+        child = await self.spawn(name, "pondsocket_bench.server", args, stdin=False)
         port = await child.expect("READY", timeout=30)
         return child, int(port)
 
     async def loadgen(self, name: str, config: LoadConfig) -> Child:
         config.parent = os.getpid()
-        return await self.spawn(name, "pondsocket.bench.loadgen", [config_json(config)], stdin=True)
+        return await self.spawn(name, "pondsocket_bench.loadgen", [config_json(config)], stdin=True)
 
     async def close(self) -> None:
         """Stop every child (load generators first, so servers see their clients leave)."""

@@ -19,12 +19,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pondsocket.bench import pubsub
-from pondsocket.bench.cpu import CpuMeter, cpu_seconds, rss_bytes
-from pondsocket.bench.loadgen import LoadConfig
-from pondsocket.bench.procs import Child, ChildError, Children
-from pondsocket.bench.progress import Progress
-from pondsocket.bench.stats import from_json, merge, summary_ms
+from pondsocket_bench import pubsub
+from pondsocket_bench.cpu import CpuMeter, cpu_seconds, rss_bytes
+from pondsocket_bench.loadgen import LoadConfig
+from pondsocket_bench.procs import Child, ChildError, Children
+from pondsocket_bench.progress import Progress
+from pondsocket_bench.stats import from_json, merge, summary_ms
 
 CHANNEL = "/room/1"
 SUBSCRIBERS_PER_LOADGEN = 250  # one picows process tops out near 25k deliveries/s

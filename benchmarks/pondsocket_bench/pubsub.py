@@ -22,9 +22,9 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from pondsocket.bench.stats import Histogram, bucket, summary_ms
 from pondsocket.pubsub.base import PubSub
 from pondsocket.pubsub.urls import connect_url
+from pondsocket_bench.stats import Histogram, bucket, summary_ms
 
 _STAMP = 20  # bytes of zero-padded monotonic_ns at the start of a latency message
 

@@ -1,7 +1,7 @@
-"""Socket.IO load generator: :mod:`pondsocket.bench.loadgen` speaking Engine.IO v4 /
+"""Socket.IO load generator: :mod:`pondsocket_bench.loadgen` speaking Engine.IO v4 /
 Socket.IO v5 instead of the PondSocket protocol.
 
-    python -m pondsocket.bench.sio_loadgen '<json config>'
+    python -m pondsocket_bench.sio_loadgen '<json config>'
 
 Same process, orchestrator protocol (READY/GO/SENT/P/RESULT), connection set-up, send loop
 and accounting as ``loadgen``: only the client class differs (picows, one WebSocket per
@@ -26,8 +26,8 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 from picows import WSFrame, WSMsgType, WSTransport
 
-from pondsocket.bench import loadgen
-from pondsocket.bench.loadgen import BROADCAST_EVENT, Client, LoadConfig, config_json
+from pondsocket_bench import loadgen
+from pondsocket_bench.loadgen import BROADCAST_EVENT, Client, LoadConfig, config_json
 
 
 class SioClient(Client):

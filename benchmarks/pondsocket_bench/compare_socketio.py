@@ -2,7 +2,7 @@
 
 The most used Python alternative, in its scale-out configuration: every emit goes through
 Redis (``--redis``, a fresh channel per run), as PondSocket's cross-node does. Installed
-into its own cache venv (``<cache>/socketio-venv``, see :mod:`pondsocket.bench.compare`);
+into its own cache venv (``<cache>/socketio-venv``, see :mod:`pondsocket_bench.compare`);
 the app below is generated into the cache dir at run time:
 
 * Socket.IO path ``/socket`` (``ws://127.0.0.1:<port>/socket/?EIO=4&transport=websocket``);
@@ -10,13 +10,13 @@ the app below is generated into the cache dir at run time:
 * event ``send`` (room, payload) emits ``msg`` with the payload unchanged to the room,
   the sender included (as our broadcast).
 
-It is driven by :mod:`pondsocket.bench.sio_loadgen` (picows, Engine.IO v4 / Socket.IO v5
+It is driven by :mod:`pondsocket_bench.sio_loadgen` (picows, Engine.IO v4 / Socket.IO v5
 text packets). Presence has no Socket.IO equivalent: ``--presence`` is ignored.
 """
 
 from __future__ import annotations
 
-from pondsocket.bench.compare import SystemSpec
+from pondsocket_bench.compare import SystemSpec
 
 _APP = """
 import socketio
@@ -43,6 +43,6 @@ SOCKETIO = SystemSpec(
     requirements=("python-socketio>=5.11,<6", "redis>=5"),
     app_source=_APP,
     scenarios=frozenset({"fanout", "idle", "join-storm"}),
-    loadgen_module="pondsocket.bench.sio_loadgen",
+    loadgen_module="pondsocket_bench.sio_loadgen",
     needs_redis=True,
 )

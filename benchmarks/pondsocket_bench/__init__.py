@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _systems(text: str) -> list[str]:
-    from pondsocket.bench.compare import parse_systems
+    from pondsocket_bench.compare import parse_systems
 
     return parse_systems(text)
 
@@ -171,8 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # before the run, not after minutes of benchmarking
         print("pondsocket bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
         return 2
-    from pondsocket.bench import report
-    from pondsocket.bench.scenarios import Settings
+    from pondsocket_bench import report
+    from pondsocket_bench.scenarios import Settings
 
     settings = Settings(
         duration=args.duration,
@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = list(SCENARIO_NAMES) if "all" in args.scenarios else list(dict.fromkeys(args.scenarios))
     transports = list(TRANSPORTS) if args.transport == "both" else [args.transport]
     if args.systems != ["ours"]:
-        from pondsocket.bench.compare import compare_main
+        from pondsocket_bench.compare import compare_main
 
         return compare_main(args, names, transports, settings)
     try:
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         report.write_json(args.json, report.document(results, dataclasses.asdict(settings)))
     if args.plot:
-        from pondsocket.bench.plot import write_plots
+        from pondsocket_bench.plot import write_plots
 
         try:
             written = write_plots(results, args.plot)
@@ -221,10 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _run_all(
     names: list[str], transports: list[str], settings: Any, *, quiet: bool
 ) -> list[dict[str, Any]]:
-    from pondsocket.bench.limits import raise_open_file_limit
-    from pondsocket.bench.procs import Children
-    from pondsocket.bench.progress import Progress
-    from pondsocket.bench.scenarios import SCENARIOS, TRANSPORT_FREE, Run
+    from pondsocket_bench.limits import raise_open_file_limit
+    from pondsocket_bench.procs import Children
+    from pondsocket_bench.progress import Progress
+    from pondsocket_bench.scenarios import SCENARIOS, TRANSPORT_FREE, Run
 
     raise_open_file_limit()
     progress = Progress(enabled=not quiet)

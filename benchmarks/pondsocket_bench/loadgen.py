@@ -1,6 +1,6 @@
 """Load generator process: picows clients on uvloop speaking the PondSocket wire protocol.
 
-    python -m pondsocket.bench.loadgen '<json config>'
+    python -m pondsocket_bench.loadgen '<json config>'
 
 It opens ``connections`` WebSocket connections to ``url`` (at most ``concurrency`` being
 set up at once), waits for each one's ``CONNECT``/``CONNECTION`` frame, joins ``channel``
@@ -35,8 +35,8 @@ from typing import Any
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from pondsocket.bench.limits import die_with_parent, raise_open_file_limit
-from pondsocket.bench.stats import histogram
+from pondsocket_bench.limits import die_with_parent, raise_open_file_limit
+from pondsocket_bench.stats import histogram
 
 BROADCAST_EVENT = "msg"
 SEND_EVENT = "send"
