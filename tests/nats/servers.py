@@ -113,12 +113,16 @@ class NatsServer:
             await asyncio.sleep(0.005)
         return time.monotonic()
 
-    def kill(self) -> None:
-        """SIGKILL: the server vanishes without closing anything gracefully."""
+    def kill(self, *, graceful: bool = False) -> None:
+        """SIGKILL: the server vanishes without closing anything gracefully (``graceful``:
+        SIGTERM, it stops at once but flushes its JetStream store first)."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
         with contextlib.suppress(OSError):
-            proc.kill()
+            if graceful:
+                proc.terminate()
+            else:
+                proc.kill()
         proc.wait(10)
         _live.discard(proc)

@@ -83,7 +83,7 @@ class NatsHistory(HistoryStore):
     async def _last(self, subject: str) -> tuple[int, int, str] | None:
         """``(stream sequence, offset, epoch)`` of the subject's last message."""
         try:
-            msg = await self._js.get_last_msg(self._stream, subject, direct=True)
+            msg = await self._js.get_last_msg(self._stream, subject)
         except NotFoundError:
             return None
         headers = msg.headers or {}
@@ -124,7 +124,7 @@ class NatsHistory(HistoryStore):
                     await self._js.purge_stream(self._stream, subject=subject, keep=size)
                 return epoch, offsets
         except (NatsError, OSError, TimeoutError) as exc:
-            raise HistoryUnavailableError(f"history append failed: {exc!r}") from exc
+            raise HistoryUnavailableError(f"history append failed: {_describe(exc)}") from exc
         finally:
             lock, users = self._locks[subject]
             if users <= 1:  # bounded: no lock kept for a channel nobody appends to
@@ -161,7 +161,7 @@ class NatsHistory(HistoryStore):
                         ) from exc
                     epoch = new_epoch
             if ack.duplicate:  # stored before: its offset is the one it got then
-                stored = await self._js.get_msg(self._stream, int(ack.seq), direct=True)
+                stored = await self._js.get_msg(self._stream, int(ack.seq))
                 offsets.append(int((stored.headers or {}).get(OFFSET, 0)))
                 seq, offset, epoch = await self._position(subject)
                 continue
@@ -176,7 +176,7 @@ class NatsHistory(HistoryStore):
             _, top, epoch = await self._position(subject)
             records = await self._records(subject, after, limit, ttl) if limit > 0 else []
         except (NatsError, OSError, TimeoutError) as exc:
-            raise HistoryUnavailableError(f"history read failed: {exc!r}") from exc
+            raise HistoryUnavailableError(f"history read failed: {_describe(exc)}") from exc
         return Slice(epoch, top, [r for r in records if r.offset <= top])
 
     async def _records(self, subject: str, after: int, limit: int, ttl: float) -> list[Stored]:
@@ -209,3 +209,9 @@ class NatsHistory(HistoryStore):
 
 def _time(value: Any) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value or 0)
+
+
+def _describe(exc: BaseException) -> str:
+    detail = getattr(exc, "description", None) or str(exc)
+    code = getattr(exc, "err_code", None)
+    return f"{type(exc).__name__}({code}: {detail})" if code else f"{type(exc).__name__}: {detail}"

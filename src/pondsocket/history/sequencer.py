@@ -40,6 +40,11 @@ class Sequencer:
         return bool(self._waiting)
 
     @property
+    def highest(self) -> int:
+        """The highest offset waiting behind a gap (0: none)."""
+        return max(self._waiting, default=0)
+
+    @property
     def last(self) -> int | None:
         """The last offset delivered here (``None``: not known yet)."""
         return None if self.next is None else self.next - 1

@@ -314,28 +314,34 @@ class HistoryService:
                 sequencer = self._sequencers.get(channel)
                 if sequencer is None or not sequencer.waiting:
                     return  # the missing ones arrived meanwhile
-                if await self._fill(channel):
-                    self._apply(channel, sequencer.skip())  # the store has not them either
-                    return
-                # The store is unreachable (a broker outage): the missing broadcasts may
-                # still come, live or from the store once it is back. Keep waiting; the
-                # sequencer's bound gives up first if too much piles up behind the gap.
-                wait = min(wait * 2, RETRY_MAX)
+                stored_before = sequencer.highest  # offsets given out before the read
+                top = await self._fill(channel)
+                if top is not None and (top >= (sequencer.next or 0) or top < stored_before):
+                    # The store had given out the missing offsets when we read and holds
+                    # them no more, or it lost what it had given out: gone for good. (A
+                    # gap past what the read saw waits for the next read.)
+                    self._apply(channel, sequencer.skip())
+                    wait = GAP_WAIT
+                elif top is None:
+                    # The store is unreachable (a broker outage): the missing broadcasts
+                    # may still come, live or from the store once it is back. Keep waiting;
+                    # the sequencer's bound gives up first if too much piles up meanwhile.
+                    wait = min(wait * 2, RETRY_MAX)
+                else:
+                    wait = GAP_WAIT  # given out after our read: look again shortly
         finally:
             self._filling.discard(channel)
 
-    async def _fill(self, channel: Channel) -> bool:
-        """Fetch from the store what came after the last offset delivered here; ``False``
-        if the store could not be read."""
+    async def _fill(self, channel: Channel) -> int | None:
+        """Fetch from the store what came after the last offset delivered here; the
+        store's top offset then (``None``: it could not be read, or nothing to do)."""
         sequencer = self._sequencers.get(channel)
         config = channel.lobby.history_config
         if sequencer is None or sequencer.last is None or config is None or channel.closed:
-            return True
+            return None
         found = await self._read(channel, sequencer.last, config.size)
-        if found is None:
-            return False
-        if self._sequencers.get(channel) is not sequencer:
-            return True
+        if found is None or self._sequencers.get(channel) is not sequencer:
+            return None
         for stored in found.records:
             recorded = decode_record(stored, found.epoch)
             if recorded is None:
@@ -344,7 +350,7 @@ class HistoryService:
             if sequencer.next is not None and recorded.offset >= sequencer.next:
                 self.stats.gaps_filled += 1
             self._apply(channel, sequencer.offer(recorded))
-        return True
+        return found.top if found.epoch == sequencer.epoch else None
 
     async def _read(self, channel: Channel, after: int, limit: int) -> Slice | None:
         config = channel.lobby.history_config
