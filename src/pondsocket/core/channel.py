@@ -12,20 +12,11 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pondsocket.core.contexts import OutgoingContext
-from pondsocket.core.history import (
-    CONTINUITY_LOST_EVENT,
-    POSITION_KEY,
-    RECOVERY_EVENT,
-    MemberPositions,
-    Position,
-    Recorded,
-    Recorder,
-    position_of,
-    requested_position,
-)
+from pondsocket.core.history import CONTINUITY_LOST_EVENT, Recorded, Recorder
 from pondsocket.core.options import PondOptions
 from pondsocket.core.presence import PresenceChange, PresenceTable
 from pondsocket.core.ratelog import RateLimitedLog
+from pondsocket.core.recorded import RecordedStream
 from pondsocket.core.relay import (
     ALL_EXCEPT_SENDER,
     ALL_USERS,
@@ -83,8 +74,8 @@ class Channel:
         self._pending_presence: PresenceChange | None = None
         # Eviction notices a peer relayed to a local member ahead of its EVICT_USER.
         self._relayed_notices: dict[str, frozenset[str]] = {}
-        # Channels with history: what each member has been sent (see core/history.py).
-        self.positions = MemberPositions() if lobby.history_config is not None else None
+        # Channels with history: storing first, delivering in order (core/recorded.py).
+        self.recorded = RecordedStream(self, host) if lobby.history_config is not None else None
         self.closed = False
 
     def __repr__(self) -> str:
@@ -161,7 +152,7 @@ class Channel:
         """Send ``event`` to every member, on every node. In a channel with history it is
         stored first, then delivered with its position (``payload["_position"]``)."""
         request_id = request_id or new_request_id()
-        if self.positions is not None and self._record(
+        if self.recorded is not None and self.recorded.record(
             event, payload, ALL_USERS, sender_id, request_id
         ):
             return
@@ -173,7 +164,7 @@ class Channel:
     ) -> None:
         """Send ``event`` to every member except ``sender_id``, on every node."""
         request_id = request_id or new_request_id()
-        if self.positions is not None and self._record(
+        if self.recorded is not None and self.recorded.record(
             event, payload, ALL_EXCEPT_SENDER, sender_id, request_id
         ):
             return
@@ -218,12 +209,12 @@ class Channel:
         if event in (options.eviction_notice_event, options.eviction_broadcast_event):
             self._note_relayed_notice(event, payload, recipients)
         if (
-            self.positions is not None
+            self.recorded is not None
             and not system
-            and self._received(event, payload, recipients, sender_id, request_id)
+            and self.recorded.received(event, payload, recipients, sender_id, request_id)
         ):
             return
-        members = self._recipients(recipients, sender_id)
+        members = self.recipients(recipients, sender_id)
         if system:
             frame = encode_frame(
                 ServerAction.SYSTEM, event, self.name, request_id or new_request_id(), payload
@@ -233,137 +224,21 @@ class Channel:
         else:
             self._deliver(ServerAction.BROADCAST, event, payload, members, request_id)
 
-    def _recipients(self, recipients: Recipients, sender_id: str) -> list[Member]:
+    def recipients(self, recipients: Recipients, sender_id: str) -> list[Member]:
+        """The local members a message for ``recipients`` goes to."""
         if recipients == ALL_USERS:
             return list(self._members.values())
         if recipients == ALL_EXCEPT_SENDER:
             return [m for uid, m in self._members.items() if uid != sender_id]
         return [self._members[uid] for uid in recipients if uid in self._members]
 
-    # -- history (channels of a lobby with ``history(...)``) -----------------
-
-    def _record(
-        self,
-        event: str,
-        payload: dict[str, Any],
-        recipients: Recipients,
-        sender_id: str,
-        request_id: str,
-    ) -> bool:
-        recorder = self._host.recorder
-        if recorder is None:
-            return False
-        clean = check_object(payload, "payload")
-        if POSITION_KEY in clean:  # reserved: only the server says where a message is
-            clean = {k: v for k, v in clean.items() if k != POSITION_KEY}
-        recorder.record(self, event, clean, recipients, sender_id, request_id)
-        return True
-
-    def _received(
-        self,
-        event: str,
-        payload: dict[str, Any],
-        recipients: Recipients,
-        sender_id: str,
-        request_id: str | None,
-    ) -> bool:
-        recorder, position = self._host.recorder, position_of(payload)
-        if recorder is None or position is None or recipients not in (ALL_USERS, ALL_EXCEPT_SENDER):
-            return False  # e.g. from a node without history: delivered live, unnumbered
-        clean = {k: v for k, v in payload.items() if k != POSITION_KEY}
-        recorded = Recorded(
-            position.offset,
-            position.epoch,
-            event,
-            clean,
-            recipients,
-            sender_id,
-            request_id or new_request_id(),
-        )
-        recorder.received(self, position, recorded)
-        return True
-
-    def deliver_recorded(self, recorded: Recorded) -> None:
-        """Deliver a stored broadcast, in offset order (the recorder calls this), to the
-        local members that have not had it; members catching up get it afterwards."""
-        assert self.positions is not None
-        skip = self.positions.admit(recorded)
-        members = self._recipients(recorded.recipients, recorded.sender_id)
-        if skip:
-            members = [m for m in members if m.connection.id not in skip]
-        if members:
-            self._deliver(
-                ServerAction.BROADCAST,
-                recorded.event,
-                recorded.positioned(),
-                members,
-                recorded.request_id,
-            )
-
-    def deliver_unrecorded(
-        self,
-        event: str,
-        payload: dict[str, Any],
-        recipients: Recipients,
-        sender_id: str,
-        request_id: str,
-    ) -> None:
-        """A broadcast of a history channel that could not be stored: live, unnumbered."""
-        self._deliver(
-            ServerAction.BROADCAST,
-            event,
-            payload,
-            self._recipients(recipients, sender_id),
-            request_id,
-        )
-        self._host.relay.message_sent(self, event, payload, recipients, sender_id, request_id)
-
-    def catch_up(self, user_id: str, join_params: dict[str, Any]) -> None:
-        """A member just joined: hold its live broadcasts while the recorder replays what
-        it asked to recover (``join_params["recover"]``), then release it."""
-        recorder = self._host.recorder
-        if self.positions is None or recorder is None:
-            return
-        self.positions.hold(user_id)
-        recorder.recover(self, user_id, requested_position(join_params))
-
-    def finish_recovery(
-        self,
-        user_id: str,
-        start: Position | None,
-        replay: list[Recorded],
-        signal: dict[str, Any],
-    ) -> None:
-        """Send a caught-up member the replay, the ``recovery`` signal, then what was held."""
-        member = self._members.get(user_id)
-        if member is None or self.positions is None or not self.positions.is_held(user_id):
-            return
-        replayed, later, overflowed = self.positions.release(user_id, replay, start)
-        if overflowed:
-            signal = {**signal, "recovered": False, "reason": "overflow"}
-        for batch in (replayed, None, later):
-            if batch is None:
-                frame = encode_frame(
-                    ServerAction.SYSTEM, RECOVERY_EVENT, self.name, new_request_id(), signal
-                )
-                member.outlet.send(frame)
-                continue
-            for recorded in batch:
-                if recorded.recipients == ALL_EXCEPT_SENDER and recorded.sender_id == user_id:
-                    continue
-                self._deliver(
-                    ServerAction.BROADCAST,
-                    recorded.event,
-                    recorded.positioned(),
-                    [member],
-                    recorded.request_id,
-                )
+    # -- history (channels of a lobby with ``history(...)``: core/recorded.py) --
 
     def continuity_lost(self, reason: str, epoch: str | None, *, reset: bool = False) -> None:
         """Tell the local members that broadcasts of this channel may have been lost
         (``SYSTEM``/``continuity_lost``); ``reset``: the stream restarted in ``epoch``."""
-        if reset and self.positions is not None and epoch is not None:
-            self.positions.reset(epoch)
+        if reset and self.recorded is not None and epoch is not None:
+            self.recorded.positions.reset(epoch)
         payload = {"reason": reason, "epoch": epoch}
         frame = encode_frame(
             ServerAction.SYSTEM, CONTINUITY_LOST_EVENT, self.name, new_request_id(), payload
@@ -375,9 +250,18 @@ class Channel:
         """The stored broadcasts after offset ``since`` (at most ``limit``), oldest first.
         Raises :class:`UsageError` if the channel has no history."""
         recorder = self._host.recorder
-        if self.positions is None or recorder is None:
+        if self.recorded is None or recorder is None:
             raise UsageError(f"channel {self.name!r} has no history (see Lobby.history)")
         return await recorder.read(self, since, max(0, min(limit, 10_000)))
+
+    def deliver_to(
+        self, members: list[Member], event: str, payload: dict[str, Any], request_id: str
+    ) -> None:
+        """A broadcast frame to these members (outgoing handlers apply)."""
+        self._deliver(ServerAction.BROADCAST, event, payload, members, request_id)
+
+    def local_member(self, user_id: str) -> Member | None:
+        return self._members.get(user_id)
 
     def _note_relayed_notice(
         self, event: str, payload: dict[str, Any], recipients: Recipients
@@ -582,8 +466,8 @@ class Channel:
         member = self._member(user_id)
         del self._members[user_id]
         self._relayed_notices.pop(user_id, None)
-        if self.positions is not None:
-            self.positions.forget(user_id)
+        if self.recorded is not None:
+            self.recorded.positions.forget(user_id)
         member.connection.channels.pop(self.name, None)
         presence = self._presence.get(user_id)
         # PRESENCE_REMOVED before USER_LEFT, as Go does: upstream Python nodes drop a remote
@@ -710,6 +594,6 @@ class Channel:
             self.closed = True
             if self._presence_timer is not None:
                 self._presence_timer.cancel()
-            if self.positions is not None and self._host.recorder is not None:
+            if self.recorded is not None and self._host.recorder is not None:
                 self._host.recorder.forget(self)
             self._host.drop_channel(self)

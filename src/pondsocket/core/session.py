@@ -220,7 +220,8 @@ class Session:
             self._send(
                 ServerAction.SYSTEM, EVENT_ACKNOWLEDGE, msg, {}
             )  # first frame of the channel
-            channel.catch_up(member.id, msg.payload)  # history channels: recover, signal
+            if channel.recorded is not None:  # history channels: recover, then signal
+                channel.recorded.catch_up(member.id, msg.payload)
 
         ctx = JoinContext(channel, route, msg.payload, member, msg.requestId, admit)
         channel.begin_join()

@@ -12,21 +12,25 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from pondsocket.core.history import (
     INVALID,
-    HistoryConfig,
     Position,
     Recorded,
 )
 from pondsocket.core.ratelog import RateLimitedLog
-from pondsocket.core.relay import ALL_EXCEPT_SENDER, ALL_USERS, Recipients, Relay
+from pondsocket.core.relay import Recipients, Relay
+from pondsocket.history.records import (
+    HistoryStats,
+    Pending,
+    decode_record,
+    replay_for,
+    signal,
+)
+from pondsocket.history.records import finish as _finish
 from pondsocket.history.sequencer import Placed, Sequencer
-from pondsocket.history.store import HistoryStore, HistoryUnavailableError, Slice, Stored
+from pondsocket.history.store import HistoryStore, HistoryUnavailableError, Slice
 from pondsocket.wire.ids import random_hex
 
 if TYPE_CHECKING:
@@ -47,74 +51,6 @@ STORE_CONCURRENCY = 32
 RETRY_MAX = 2.0
 
 
-@dataclass(slots=True)
-class _Pending:
-    channel: Channel
-    key: str
-    config: HistoryConfig
-    event: str
-    payload: dict[str, Any]
-    recipients: Recipients
-    sender_id: str
-    request_id: str
-
-    uid: str
-    data: bytes | None = None
-
-    def encode(self) -> bytes:
-        """The record, encoded once: a retry sends the very same bytes."""
-        if self.data is None:
-            self.data = self._encode()
-        return self.data
-
-    def _encode(self) -> bytes:
-        uid = self.uid
-        return orjson.dumps(
-            {
-                "i": uid,  # unique per record: a store may drop a retried copy by it
-                "e": self.event,
-                "p": self.payload,
-                "r": self.recipients,
-                "s": self.sender_id,
-                "q": self.request_id,
-            }
-        )
-
-
-@dataclass(slots=True)
-class HistoryStats:
-    recorded: int = 0
-    unrecorded: int = 0
-    """Broadcasts delivered without being stored (the queue was full)."""
-    gaps_filled: int = 0
-    gaps_lost: int = 0
-    recoveries: int = 0
-    recoveries_failed: int = 0
-    store_errors: int = 0
-    invalid_records: int = 0
-
-
-def decode_record(stored: Stored, epoch: str) -> Recorded | None:
-    """A stored record, if it is one of ours (the store is shared, so it is checked)."""
-    try:
-        value = orjson.loads(stored.data)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(value, dict):
-        return None
-    event, payload, recipients = value.get("e"), value.get("p"), value.get("r")
-    sender, request_id = value.get("s"), value.get("q")
-    if (
-        isinstance(event, str)
-        and isinstance(payload, dict)
-        and recipients in (ALL_USERS, ALL_EXCEPT_SENDER)
-        and isinstance(sender, str)
-        and isinstance(request_id, str)
-    ):
-        return Recorded(stored.offset, epoch, event, payload, recipients, sender, request_id)
-    return None
-
-
 class HistoryService:
     def __init__(
         self,
@@ -129,7 +65,7 @@ class HistoryService:
         self._key_of = key_of
         self._spawn = spawn
         self.stats = HistoryStats()
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[Pending] = deque()
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._sequencers: dict[Channel, Sequencer] = {}
@@ -184,7 +120,7 @@ class HistoryService:
             return
         key = self._key_of(channel)
         self._queue.append(
-            _Pending(
+            Pending(
                 channel, key, config, event, payload, recipients, sender_id, request_id, self._uid()
             )
         )
@@ -204,7 +140,8 @@ class HistoryService:
         request_id: str,
     ) -> None:
         self.stats.unrecorded += 1
-        channel.deliver_unrecorded(event, payload, recipients, sender_id, request_id)
+        assert channel.recorded is not None
+        channel.recorded.deliver_unrecorded(event, payload, recipients, sender_id, request_id)
 
     async def _write_loop(self) -> None:
         while not self._closed:
@@ -214,8 +151,8 @@ class HistoryService:
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
                 await self._store_batch(batch)
 
-    async def _store_batch(self, batch: list[_Pending]) -> None:
-        groups: dict[str, list[_Pending]] = {}
+    async def _store_batch(self, batch: list[Pending]) -> None:
+        groups: dict[str, list[Pending]] = {}
         for item in batch:
             groups.setdefault(item.key, []).append(item)
         delay = 0.05
@@ -242,7 +179,7 @@ class HistoryService:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
 
-    async def _append(self, group: list[_Pending]) -> tuple[str, list[int]] | None:
+    async def _append(self, group: list[Pending]) -> tuple[str, list[int]] | None:
         assert self.store is not None
         config = group[0].config
         try:
@@ -259,7 +196,7 @@ class HistoryService:
             self._warn.warning("history store unavailable, retrying: %s", exc or "timed out")
             return None
 
-    def _stored(self, group: list[_Pending], epoch: str, offsets: list[int]) -> None:
+    def _stored(self, group: list[Pending], epoch: str, offsets: list[int]) -> None:
         relay = self._relay()
         for offset, p in zip(offsets, group, strict=True):
             recorded = Recorded(
@@ -300,8 +237,10 @@ class HistoryService:
         if placed.skipped:
             self.stats.gaps_lost += 1
             channel.continuity_lost("gap", sequencer.epoch)
-        for recorded in placed.ready:
-            channel.deliver_recorded(recorded)
+        stream = channel.recorded
+        if stream is not None:
+            for recorded in placed.ready:
+                stream.deliver(recorded)
         if placed.waiting and channel not in self._filling:
             self._filling.add(channel)
             self._spawn(self._fill_later(channel), "history gap fill")
@@ -420,7 +359,7 @@ class HistoryService:
         if found is None:
             self.stats.recoveries_failed += len(wanted)
             for user_id, _ in batch:
-                channel.finish_recovery(user_id, None, [], _signal(False, "unavailable", 0, None))
+                _finish(channel, user_id, None, [], signal(False, "unavailable", 0, None))
             return
         self._sequencer(channel).start_at(found.epoch, found.top)
         now = Position(found.top, found.epoch)
@@ -428,29 +367,15 @@ class HistoryService:
             if not isinstance(since, Position):
                 why = "invalid" if since == INVALID else "not_requested"
                 self.stats.recoveries_failed += since == INVALID
-                channel.finish_recovery(user_id, now, [], _signal(False, why, 0, now))
+                _finish(channel, user_id, now, [], signal(False, why, 0, now))
                 continue
-            refused, replay = self._replay(since, found)
+            refused, replay = replay_for(since, found)
             if refused is not None:
                 self.stats.recoveries_failed += 1
-                channel.finish_recovery(user_id, now, [], _signal(False, refused, 0, now))
+                _finish(channel, user_id, now, [], signal(False, refused, 0, now))
                 continue
             self.stats.recoveries += 1
-            channel.finish_recovery(user_id, since, replay, _signal(True, None, len(replay), now))
-
-    def _replay(self, since: Position, found: Slice) -> tuple[str | None, list[Recorded]]:
-        if since.epoch != found.epoch:
-            return "epoch_changed", []
-        if since.offset > found.top:
-            return "invalid", []
-        records = [r for r in found.records if r.offset > since.offset]
-        missed = found.top - since.offset
-        if len(records) != missed or (records and records[0].offset != since.offset + 1):
-            return "too_old", []
-        replay = [decode_record(r, found.epoch) for r in records]
-        if any(r is None for r in replay):
-            return "too_old", []
-        return None, [r for r in replay if r is not None]
+            _finish(channel, user_id, since, replay, signal(True, None, len(replay), now))
 
     # -- for the app ---------------------------------------------------------
 
@@ -476,15 +401,3 @@ class HistoryService:
                 item.request_id,
             )
         self._queue.clear()
-
-
-def _signal(
-    recovered: bool, reason: str | None, missed: int, at: Position | None
-) -> dict[str, Any]:
-    return {
-        "recovered": recovered,
-        "reason": reason,
-        "missed": missed,
-        "offset": None if at is None else at.offset,
-        "epoch": None if at is None else at.epoch,
-    }
