@@ -143,12 +143,22 @@ class PondSocket:
         store = self._history_store
         if store is None:
             store = self.pubsub.history_store()
-        patterns = [
-            lobby.pattern.pattern
+        lobbies = [
+            lobby
             for endpoint in self._endpoints
             for lobby in endpoint.lobbies
             if lobby.history_config is not None
         ]
+        if store is None:
+            for lobby in [lobby for lobby in lobbies if not lobby.history_required]:
+                log.info(
+                    "channels %s run without history: %s has no history store",
+                    lobby.pattern.pattern,
+                    type(self.pubsub).__name__,
+                )
+                lobby.history_config = None
+                lobbies.remove(lobby)
+        patterns = [lobby.pattern.pattern for lobby in lobbies]
         if store is None and patterns:
             raise UsageError(
                 f"channels {', '.join(patterns)} keep history, but {type(self.pubsub).__name__}"

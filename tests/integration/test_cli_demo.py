@@ -97,6 +97,7 @@ async def test_message_is_broadcast_to_the_room() -> None:
     alice, bob = await joined(pond, "alice"), await joined(pond, "bob")
     before = int(time.time() * 1000)
     await alice.send(ROOM, "message", {"text": "hello"})
+    await settle()  # stored in the room's history first
     for conn in (alice, bob):
         (payload,) = events(conn, "message")
         assert payload["username"] == "alice" and payload["text"] == "hello"
@@ -119,6 +120,7 @@ async def test_history_replies_with_the_last_50_messages() -> None:
     await alice.send(ROOM, "message", {"text": "x" * 2000})  # the longest allowed
     for n in range(60):
         await alice.send(ROOM, "message", {"text": f"m{n}"})
+    await settle()
     reply = await alice.request(ROOM, "history")
     assert (reply["action"], reply["event"]) == ("SYSTEM", "history")
     messages = reply["payload"]["messages"]
@@ -126,16 +128,18 @@ async def test_history_replies_with_the_last_50_messages() -> None:
     assert all(m["username"] == "alice" for m in messages)
 
 
-async def test_history_is_per_room_and_dropped_when_the_room_empties() -> None:
+async def test_history_is_per_room_and_outlives_an_empty_room() -> None:
     pond = create_demo()
     alice = await joined(pond, "alice")
     other = await joined(pond, "bob", "/room/other")
     await alice.send(ROOM, "message", {"text": "hi"})
+    await settle()
     assert (await other.request("/room/other", "history"))["payload"] == {"messages": []}
     await alice.leave(ROOM)
     await settle()
     carol = await joined(pond, "carol")
-    assert (await carol.request(ROOM, "history"))["payload"] == {"messages": []}
+    reply = await carol.request(ROOM, "history")
+    assert [m["text"] for m in reply["payload"]["messages"]] == ["hi"]
 
 
 async def test_typing_goes_to_everyone_but_the_typist() -> None:

@@ -57,6 +57,7 @@ class Lobby:
         self._outgoing_cache: dict[str, tuple[OutgoingHandler, ...]] = {}
         self.leave_handlers: list[LeaveHandler] = []
         self.history_config: HistoryConfig | None = None
+        self.history_required = True
 
     def __repr__(self) -> str:
         return f"<Lobby {self.pattern.pattern!r}>"
@@ -101,11 +102,21 @@ class Lobby:
 
         return _register(handler, add)
 
-    def history(self, size: int = 100, ttl: float = 300.0, *, meta_ttl: float = 86_400.0) -> Lobby:
+    def history(
+        self,
+        size: int = 100,
+        ttl: float = 300.0,
+        *,
+        meta_ttl: float = 86_400.0,
+        required: bool = True,
+    ) -> Lobby:
         """Keep the last ``size`` broadcasts (at most ``ttl`` seconds old) of every channel
         of this pattern, cluster-wide, so rejoining clients recover what they missed
-        (docs/recovery.md). Call before the first join; returns the lobby."""
+        (docs/recovery.md). Call before the first join; returns the lobby. A server whose
+        pubsub has no history store refuses to start, unless ``required=False``: then
+        these channels run without history (one log line says so)."""
         self.history_config = HistoryConfig(size, ttl, meta_ttl)
+        self.history_required = required
         return self
 
     def find_event_handler(self, event: str) -> tuple[EventHandler, Route] | None:

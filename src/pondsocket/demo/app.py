@@ -1,18 +1,20 @@
-"""The demo chat: rooms with presence, typing indicators and a short message history.
+"""The demo chat: rooms with presence, typing indicators and a message history (the
+rooms keep history: ``lobby.history``, docs/recovery.md).
 
 Endpoint ``/socket?username=alice``; channels ``/room/:room``; client events:
 
 * ``message`` ``{"text"}``: broadcast ``{"username", "text", "at"}`` (epoch ms) to the room;
 * ``typing`` ``{"typing": bool}``: sent to everyone in the room but the typist;
 * ``status`` ``{"status": "online" | "away" | "busy"}``: updates the user's presence;
-* ``history``: replied to with ``{"messages": [...]}``, the room's last 50 messages.
+* ``history``: replied to with ``{"messages": [...]}``, the room's last 50 messages (read
+  from the channel's history, so a page that rejoins with ``{"recover": position}`` gets
+  what it missed without asking).
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections import deque
 from importlib.resources import files
 from typing import Any
 
@@ -21,7 +23,6 @@ from pondsocket import (
     EventContext,
     HandlerError,
     JoinContext,
-    LeaveContext,
     PondSocket,
 )
 
@@ -49,9 +50,9 @@ def _text(payload: dict[str, Any], key: str) -> str:
 
 
 def create_demo() -> PondSocket:
-    """Build the demo chat server (a fresh one per call: rooms and history are in memory)."""
+    """Build the demo chat server (a fresh one per call: rooms and history are in memory
+    unless the server joins a cluster)."""
     pond = PondSocket()
-    histories: dict[str, deque[dict[str, Any]]] = {}
 
     def connect(ctx: ConnectionContext) -> None:
         username = sanitise_username(ctx.query.get("username", ""))
@@ -64,10 +65,11 @@ def create_demo() -> PondSocket:
 
     def join(ctx: JoinContext) -> None:
         ctx.accept()
-        histories.setdefault(ctx.channel_name, deque(maxlen=HISTORY_SIZE))
         ctx.track({"username": ctx.user.assigns["username"], "status": "online"})
 
     room = endpoint.create_channel("/room/:room", join)
+    # On a broker without a history store (RabbitMQ, Kafka, ...) the rooms run without it.
+    room.history(size=HISTORY_SIZE, ttl=86_400, required=False)
 
     @room.on_message("message")
     def message(ctx: EventContext) -> None:
@@ -81,17 +83,20 @@ def create_demo() -> PondSocket:
             "text": text,
             "at": int(time.time() * 1000),
         }
-        histories.setdefault(ctx.channel.name, deque(maxlen=HISTORY_SIZE)).append(entry)
-        ctx.broadcast("message", entry)
+        ctx.broadcast("message", entry)  # stored in the room's history, then delivered
 
     @room.on_message("typing")
     def typing(ctx: EventContext) -> None:
-        ctx.broadcast_from(
+        others = [uid for uid in ctx.channel.all_user_ids if uid != ctx.user.id]
+        if not others:
+            return
+        ctx.broadcast_to(  # direct messages: not kept in the room's history
             "typing",
             {
                 "username": ctx.user.assigns["username"],
                 "typing": ctx.payload.get("typing") is not False,
             },
+            others,
         )
 
     @room.on_message("status")
@@ -102,14 +107,12 @@ def create_demo() -> PondSocket:
         ctx.update_presence({"username": ctx.user.assigns["username"], "status": value})
 
     @room.on_message("history")
-    def history(ctx: EventContext) -> None:
-        ctx.reply("history", {"messages": list(histories.get(ctx.channel.name, ()))})
-
-    @room.on_leave
-    def leave(ctx: LeaveContext) -> None:
-        # The last member gone closes the channel; a new one of the same name starts afresh.
-        name = ctx.channel.name
-        if ctx.channel.closed and endpoint.get_channel(name) is None:
-            histories.pop(name, None)
+    async def history(ctx: EventContext) -> None:
+        if ctx.channel.recorded is None:
+            ctx.reply("history", {"messages": []})
+            return
+        entries = await ctx.channel.history(0, limit=HISTORY_SIZE)
+        messages = [e.payload for e in entries if e.event == "message"]
+        ctx.reply("history", {"messages": messages})
 
     return pond
