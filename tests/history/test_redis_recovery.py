@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
+from redis.asyncio import Redis
 
 from pondsocket import PondSocket
 from pondsocket.cluster import ClusterOptions
@@ -90,3 +91,27 @@ async def test_a_reconnect_storm_recovers_everyone(node: Node) -> None:
         assert all(signal(c)["recovered"] for c in crowd)
         assert all(numbers(said(c)) == list(range(20)) for c in crowd)
         assert pond.history.stats.store_errors == reads_before
+
+
+async def test_a_store_that_lost_its_data_is_an_epoch_change(node: Node) -> None:
+    async with node() as pond:
+        alice = await joined(pond)
+        for n in range(3):
+            await alice.send(ROOM, "say", {"n": n})
+        await eventually(lambda: len(said(alice)) == 3, "three")
+        seen = said(alice)[-1]["payload"]["_position"]
+        channel = pond.endpoints[0].get_channel(ROOM)
+        assert channel is not None
+        client = Redis.from_url(URL)
+        try:  # what a Redis restart without persistence does to the stream
+            keys = [
+                k async for k in client.scan_iter(match="*" + pond.cluster.topic_of(channel) + "*")
+            ]
+            assert len(keys) == 2
+            await client.delete(*keys)
+        finally:
+            await client.aclose()
+        bob = await joined(pond, {"recover": seen})
+        assert signal(bob)["recovered"] is False
+        assert signal(bob)["reason"] == "epoch_changed"
+        assert signal(bob)["epoch"] != seen["epoch"]
