@@ -236,6 +236,12 @@ class HistoryService:
             channel.continuity_lost("epoch_changed", sequencer.epoch, reset=True)
         if placed.skipped:
             self.stats.gaps_lost += 1
+            self._warn.warning(
+                "history: broadcasts of %s before offset %s were lost (the store no longer"
+                " has them); members were sent continuity_lost",
+                channel.name,
+                placed.ready[0].offset if placed.ready else "?",
+            )
             channel.continuity_lost("gap", sequencer.epoch)
         stream = channel.recorded
         if stream is not None:
