@@ -370,3 +370,42 @@ async def test_a_broadcast_by_name_is_recorded_without_local_members() -> None:
     assert said(bob)[0]["payload"]["_position"]["offset"] == 1
     assert pond_a.endpoints[0].get_channel(ROOM) is None
     assert pond_a.history.stats.recorded == 1
+
+
+class GatedAppends(MemoryHistory):
+    """Appends wait for ``gate``: a store that answers, slower than the clients send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def append(
+        self, key: str, records: Sequence[bytes], *, size: int, ttl: float, meta_ttl: float
+    ) -> tuple[str, list[int]]:
+        await self.gate.wait()
+        return await super().append(key, records, size=size, ttl=ttl, meta_ttl=meta_ttl)
+
+
+async def test_a_store_that_does_not_keep_up_slows_the_sender_down() -> None:
+    from pondsocket.history.service import BATCH, QUEUE_LIMIT
+
+    store = GatedAppends()
+    pond = PondSocket(history=store)
+    endpoint = pond.create_endpoint("/socket", lambda ctx: ctx.accept())
+    lobby = endpoint.create_channel("/room/:id", lambda ctx: ctx.accept()).history(size=10)
+    lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
+    store.gate.set()
+    alice = await joined(pond)
+    store.gate.clear()
+    channel = endpoint.get_channel(ROOM)
+    assert channel is not None
+    backlog = QUEUE_LIMIT // 2 + BATCH + 1  # the writer holds one batch, the rest waits
+    for n in range(backlog):  # server code is never held back
+        channel.broadcast("said", {"n": n})
+    sending = asyncio.create_task(alice.send(ROOM, "say", {"n": -1}))
+    await asyncio.sleep(0.1)
+    assert not sending.done()  # the client's next message waits for the store
+    store.gate.set()
+    await asyncio.wait_for(sending, 10)
+    await eventually(lambda: len(said(alice)) == backlog + 1, "everything delivered")
+    assert pond.history.stats.unrecorded == 0

@@ -145,6 +145,9 @@ class Recorder(Protocol):
         """The stored broadcasts after offset ``after`` (for the app)."""
         ...
 
+    async def wait_for_room(self) -> None:
+        """Return when the store keeps up again (backpressure for client input)."""
+
 
 @dataclass(slots=True)
 class _Hold:

@@ -124,6 +124,8 @@ class Session:
         # Backpressure: a client flooding faster than the cluster can publish waits here
         # (and TCP slows it down) instead of making the node drop envelopes.
         await self._endpoint.relay.wait_for_room()
+        if self._endpoint.recorder is not None:
+            await self._endpoint.recorder.wait_for_room()
         if decoded.action == "JOIN_CHANNEL":
             await self._join(decoded)
         elif decoded.action == "BROADCAST":

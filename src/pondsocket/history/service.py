@@ -71,6 +71,8 @@ class HistoryService:
         self._sequencers: dict[Channel, Sequencer] = {}
         self._filling: set[Channel] = set()
         self._recoveries: dict[Channel, list[tuple[str, Position | str | None]]] = {}
+        self._room = asyncio.Event()
+        self._failing = False
         # Store calls in flight at once: a client library's pool is bounded (redis-py:
         # 100 connections, and it fails rather than waits past that).
         self._slots = asyncio.Semaphore(STORE_CONCURRENCY)
@@ -150,6 +152,18 @@ class HistoryService:
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
                 await self._store_batch(batch)
+                if len(self._queue) * 4 < QUEUE_LIMIT:
+                    self._room.set()
+
+    async def wait_for_room(self) -> None:
+        """Backpressure for client input: while more than half of :data:`QUEUE_LIMIT`
+        broadcasts wait for a store that answers but does not keep up, wait until a
+        quarter is left, so a fast sender is slowed down (TCP) rather than pushing the
+        channel into unrecorded delivery. While the store fails, nobody waits: the queue
+        then fills and overflows into live, unrecorded delivery (counted)."""
+        while len(self._queue) * 2 >= QUEUE_LIMIT and not self._failing and not self._closed:
+            self._room.clear()
+            await self._room.wait()
 
     async def _store_batch(self, batch: list[Pending]) -> None:
         groups: dict[str, list[Pending]] = {}
@@ -183,15 +197,19 @@ class HistoryService:
         assert self.store is not None
         config = group[0].config
         try:
-            async with self._slots, asyncio.timeout(READ_TIMEOUT):
-                return await self.store.append(
+            async with self._slots, asyncio.timeout(READ_TIMEOUT + 0.01 * len(group)):
+                stored = await self.store.append(
                     group[0].key,
                     [p.encode() for p in group],
                     size=config.size,
                     ttl=config.ttl,
                     meta_ttl=config.meta_ttl,
                 )
+            self._failing = False
+            return stored
         except (HistoryUnavailableError, TimeoutError) as exc:
+            self._failing = True
+            self._room.set()  # nobody waits for a store that fails
             self.stats.store_errors += 1
             self._warn.warning("history store unavailable, retrying: %s", exc or "timed out")
             return None
