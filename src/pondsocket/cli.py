@@ -104,6 +104,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--keyfile", metavar="PATH", help="the PEM private key of --certfile")
     common.add_argument(
+        "--metrics-path",
+        metavar="PATH",
+        help="serve Prometheus metrics at PATH, e.g. /metrics (needs pondsocket[metrics];"
+        " see docs/metrics.md: keep it from the public)",
+    )
+    common.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve the metrics on this separate port instead (at --metrics-path, default"
+        " /metrics)",
+    )
+    common.add_argument(
+        "--metrics-host",
+        metavar="HOST",
+        help="interface of --metrics-port (default 127.0.0.1)",
+    )
+    common.add_argument(
         "--no-gc-tuning",
         dest="gc_tuning",
         action="store_false",
@@ -388,6 +406,9 @@ def _apply_options(pond: PondSocket, args: argparse.Namespace) -> None:
         changes["ping_interval"] = args.ping_interval or None
     if args.allowed_origins:
         changes["allowed_origins"] = tuple(args.allowed_origins)
+    for name in ("metrics_path", "metrics_port", "metrics_host"):
+        if getattr(args, name, None) is not None:
+            changes[name] = getattr(args, name)
     if not changes:
         return
     try:

@@ -22,6 +22,8 @@ from pondsocket.core.tasks import TaskSet
 from pondsocket.errors import UsageError
 from pondsocket.history.service import HistoryService
 from pondsocket.history.store import HistoryStore, HistoryUnavailableError
+from pondsocket.observability.families import snapshot
+from pondsocket.observability.http import MetricsListener, metrics_response
 from pondsocket.pubsub.base import PubSub
 from pondsocket.pubsub.memory import InMemoryPubSub
 from pondsocket.routing import Route
@@ -84,6 +86,8 @@ class PondSocket:
         self._asgi: ASGIApp | None = None
         self._shutting_down: asyncio.Future[None] | None = None
         self._stopping = False
+        self.metrics_listener: MetricsListener | None = None
+        """The separate metrics port (``PondOptions.metrics_port``) once started."""
 
     @overload
     def create_endpoint(
@@ -134,6 +138,13 @@ class PondSocket:
         if self._started:
             return
         self._started = True
+        options = self.options
+        if options.metrics_port is not None:
+            listener = MetricsListener(
+                self, options.metrics_host, options.metrics_port, options.metrics_path or "/metrics"
+            )
+            await listener.start()
+            self.metrics_listener = listener
         for hook in self._startup_hooks:
             await hook()
         await self._start_history()
@@ -253,6 +264,23 @@ class PondSocket:
             return 200, b'{"status":"ready"}'
         return 503, orjson.dumps({"status": "not ready", "reason": reason})
 
+    def http_get(self, path: str) -> tuple[int, str, bytes] | None:
+        """``(status, content type, body)`` for a plain HTTP ``GET path`` the server
+        answers itself (health checks, and the metrics at ``PondOptions.metrics_path``
+        unless they have a port of their own), else ``None``."""
+        health = self.health(path)
+        if health is not None:
+            return health[0], "application/json", health[1]
+        options = self.options
+        if options.metrics_port is None and path == options.metrics_path:
+            return metrics_response(self)
+        return None
+
+    def metrics_snapshot(self) -> dict[str, float]:
+        """Every metric of docs/metrics.md as plain values, ``{'name{label="v"}': value}``
+        (no ``prometheus_client`` needed)."""
+        return snapshot(self)
+
     def not_ready(self) -> str | None:
         """Why this server is not ready for new connections (``None``: it is)."""
         if self._shutting_down is not None or self._stopping:
@@ -300,6 +328,8 @@ class PondSocket:
         await self.cluster.aclose(timeout)
         if self._owns_pubsub:  # a pubsub passed in belongs to the caller
             await self.pubsub.close()
+        if self.metrics_listener is not None:
+            await self.metrics_listener.aclose()
         for hook in self._shutdown_hooks:
             try:
                 await hook()

@@ -38,6 +38,9 @@ class NodeRegistry:
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._peers
 
+    def __len__(self) -> int:
+        return len(self._peers)
+
     def timeout_of(self, node_id: str) -> float | None:
         peer = self._peers.get(node_id)
         return None if peer is None else peer.timeout

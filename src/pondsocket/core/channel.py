@@ -8,11 +8,12 @@ payload are the exception: they take a per-recipient path).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pondsocket.core.contexts import OutgoingContext
 from pondsocket.core.history import CONTINUITY_LOST_EVENT, Recorded, Recorder
+from pondsocket.core.metrics import Metrics
 from pondsocket.core.options import PondOptions
 from pondsocket.core.presence import PresenceChange, PresenceTable
 from pondsocket.core.ratelog import RateLimitedLog
@@ -44,6 +45,7 @@ class ChannelHost(Protocol):
     """What a channel needs from the endpoint that owns it."""
 
     options: PondOptions
+    metrics: Metrics
     path: str
     relay: Relay
     recorder: Recorder | None
@@ -306,7 +308,7 @@ class Channel:
         action: ServerAction,
         event: str,
         payload: dict[str, Any],
-        recipients: Iterable[Member],
+        recipients: Collection[Member],
         request_id: str | None,
     ) -> None:
         check_object(payload, "payload")
@@ -316,7 +318,11 @@ class Channel:
         if not interceptors:
             for member in recipients:
                 member.outlet.send(frame)
+            metrics = self._host.metrics  # once per broadcast, not per recipient
+            metrics.fanout_broadcast_frames += len(recipients)
+            metrics.fanout_broadcast_bytes += len(recipients) * len(frame)
             return
+        metrics = self._host.metrics
         for member in recipients:
             ctx = OutgoingContext(self, event, payload, member)
             for handler in interceptors:
@@ -325,10 +331,14 @@ class Channel:
                     break
             if ctx.blocked:
                 continue
-            if ctx.payload is payload:
-                member.outlet.send(frame)
-            else:
-                member.outlet.send(encode_frame(action, event, self.name, request_id, ctx.payload))
+            out = (
+                frame
+                if ctx.payload is payload
+                else encode_frame(action, event, self.name, request_id, ctx.payload)
+            )
+            member.outlet.send(out)
+            metrics.fanout_broadcast_frames += 1
+            metrics.fanout_broadcast_bytes += len(out)
 
     # -- presence ------------------------------------------------------------
 
@@ -406,10 +416,14 @@ class Channel:
         frame = encode_frame(
             ServerAction.PRESENCE, change.event.value, self.name, new_request_id(), payload
         )
+        sent = 0
         for user_id in self._presence.user_ids():
             member = self._members.get(user_id)
             if member is not None:
                 member.outlet.send(frame)
+                sent += 1
+        self._host.metrics.fanout_presence_frames += sent
+        self._host.metrics.fanout_presence_bytes += sent * len(frame)
 
     # -- assigns -------------------------------------------------------------
 

@@ -263,6 +263,10 @@ class Endpoint:
     def connection_ids(self) -> list[str]:
         return list(self._connections)
 
+    def outlets(self) -> list[Outlet]:
+        """The outlets of the open connections (the metrics sample their queues)."""
+        return [connection.outlet for connection in self._connections.values()]
+
     def get_connection_assigns(self, connection_id: str) -> dict[str, Any] | None:
         connection = self._connections.get(connection_id)
         return None if connection is None else dict(connection.assigns)

@@ -1,8 +1,59 @@
-"""Counters a server keeps; read them from ``pond.metrics`` (cheap: plain ints)."""
+"""Counters a server keeps; read them from ``pond.metrics`` (cheap: plain ints), and a
+fixed-bucket :class:`Histogram` cheap enough for a path that is not the fan-out. The
+Prometheus view of all of it is :mod:`pondsocket.observability` (docs/metrics.md)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+
+# Seconds: from a fast in-process call (50 µs) to a stuck one (10 s).
+LATENCY_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    10.0,
+)
+
+
+class Histogram:
+    """Counts of observations per bucket (``value <= bound``), their number and sum."""
+
+    __slots__ = ("_counts", "bounds", "sum")
+
+    def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
+        self.bounds = tuple(sorted(bounds))
+        self._counts = [0] * (len(self.bounds) + 1)  # the last one: above every bound
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self._counts)
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, observations <= it)`` for every bound, then ``+Inf``."""
+        total, out = 0, []
+        for bound, count in zip((*self.bounds, float("inf")), self._counts, strict=True):
+            total += count
+            out.append((bound, total))
+        return out
 
 
 @dataclass(slots=True)
@@ -17,16 +68,35 @@ class Metrics:
     (429)."""
     connections_open: int = 0
     messages_received: int = 0
+    received_joins: int = 0
+    received_leaves: int = 0
+    received_broadcasts: int = 0
+    received_pings: int = 0
+    """The JS client's application-level pings (not answered)."""
+    received_binary: int = 0
     protocol_errors: int = 0
     """Inbound messages answered with an error frame (malformed, oversized, unknown...)."""
+    messages_too_large: int = 0
+    """Inbound messages above ``max_message_size`` (413 error frame)."""
     rate_limited: int = 0
     joins_limited: int = 0
     """Joins refused by ``max_channels_per_connection`` or ``join_rate_limit``."""
+    joins_declined: int = 0
+    """Joins the app's join handler declined (or left undecided)."""
+    fanout_broadcast_frames: int = 0
+    """Broadcast frames handed to members' outlets (one per recipient)."""
+    fanout_broadcast_bytes: int = 0
+    fanout_presence_frames: int = 0
+    """Presence frames handed to tracked members' outlets (one per recipient)."""
+    fanout_presence_bytes: int = 0
     frames_dropped: int = 0
     """Frames dropped for a full outgoing queue (overflow policy ``drop``)."""
     slow_consumer_closes: int = 0
     """Connections closed because their outgoing queue was full (policy ``close``)."""
     handler_errors: int = 0
+    handler_latency: Histogram = field(default_factory=Histogram)
+    """Seconds each event handler took (client ``BROADCAST`` messages)."""
 
     def snapshot(self) -> dict[str, int]:
-        return asdict(self)
+        """The counters (every int field) by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.type in ("int", int)}

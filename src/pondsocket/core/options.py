@@ -104,6 +104,19 @@ class PondOptions:
     """A plain HTTP ``GET`` here answers 200 when the server takes connections (started,
     not shutting down, broker connected and subscribed), else 503 with the reason (a
     readiness probe: a load balancer stops sending clients). ``None`` turns it off."""
+    metrics_path: str | None = None
+    """Serve the Prometheus metrics (docs/metrics.md) to plain HTTP ``GET`` requests here,
+    e.g. ``"/metrics"``. Off by default: the numbers tell anyone who can reach the port how
+    busy the node is and how it fails, so expose them only where the scraper alone reaches
+    (``metrics_port`` on an internal interface, or a proxy that blocks the path). Needs the
+    ``metrics`` extra (``pip install 'pondsocket[metrics]'``); without it the path answers
+    501. With ``metrics_port`` set, the path is served on that port only (default
+    ``"/metrics"``)."""
+    metrics_port: int | None = None
+    """Serve the metrics on a separate plain-HTTP port (``0``: any free one), bound to
+    ``metrics_host``, instead of the clients' port; opened at startup, closed at shutdown."""
+    metrics_host: str = "127.0.0.1"
+    """Interface of ``metrics_port`` (``"0.0.0.0"`` for a scraper on another host)."""
 
     def __post_init__(self) -> None:
         # a tuple, so the options stay hashable and nobody mutates the list afterwards
@@ -121,7 +134,9 @@ class PondOptions:
             self.join_rate_limit <= 0 or self.join_rate_burst < 1
         ):
             raise UsageError("join_rate_limit must be positive and join_rate_burst >= 1")
-        for name in ("health_path", "ready_path"):
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise UsageError("metrics_port must be a TCP port (0-65535) or None")
+        for name in ("health_path", "ready_path", "metrics_path"):
             value = getattr(self, name)
             if value is not None and not value.startswith("/"):
                 raise UsageError(f"{name} must start with '/' (or be None)")

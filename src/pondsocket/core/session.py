@@ -98,6 +98,7 @@ class Session:
         self._metrics.messages_received += 1
         size = len(data) if isinstance(data, bytes) or data.isascii() else len(data.encode())
         if size > self._max_size:
+            self._metrics.messages_too_large += 1
             self._protocol_error(
                 ErrorCode.MESSAGE_TOO_LARGE,
                 f"Message of {size} bytes exceeds the limit of {self._max_size} bytes",
@@ -106,6 +107,7 @@ class Session:
             return
         decoded = decode_client_message(data)
         if isinstance(decoded, ApplicationPing):
+            self._metrics.received_pings += 1
             return  # the JS client's watchdog ping: answering would only be noise
         if self._bucket is not None and not self._bucket.take():
             self._metrics.rate_limited += 1
@@ -127,14 +129,18 @@ class Session:
         if self._endpoint.recorder is not None:
             await self._endpoint.recorder.wait_for_room()
         if decoded.action == "JOIN_CHANNEL":
+            self._metrics.received_joins += 1
             await self._join(decoded)
         elif decoded.action == "BROADCAST":
+            self._metrics.received_broadcasts += 1
             await self._event(decoded)
         else:
+            self._metrics.received_leaves += 1
             self._leave(decoded)
 
     def receive_binary(self) -> None:
         self._metrics.messages_received += 1
+        self._metrics.received_binary += 1
         self._protocol_error(
             ErrorCode.INVALID_MESSAGE, "Binary frames are not supported; send JSON text", 400
         )
@@ -239,8 +245,10 @@ class Session:
         if answered:
             return
         if ctx.decision is Decision.PENDING:
+            self._metrics.joins_declined += 1
             self._refuse_join(msg, ErrorCode.UNAUTHORIZED_JOIN_REQUEST, UNDECIDED_JOIN, 500)
         elif ctx.decision is Decision.DECLINED:
+            self._metrics.joins_declined += 1
             self._refuse_join(
                 msg, ErrorCode.UNAUTHORIZED_JOIN_REQUEST, ctx.decline_message, ctx.decline_status
             )
@@ -273,6 +281,7 @@ class Session:
         ctx = EventContext(
             channel, msg.event, route, msg.payload, self.connection.id, msg.requestId
         )
+        started = time.perf_counter()
         try:
             await call_handler(handler, ctx)
         except HandlerError as exc:
@@ -283,6 +292,8 @@ class Session:
             )
             self._metrics.handler_errors += 1
             self._event_error(msg, EVENT_HANDLER_ERROR, INTERNAL_ERROR, 500)
+        finally:
+            self._metrics.handler_latency.observe(time.perf_counter() - started)
 
     def _leave(self, msg: ClientMessage) -> None:
         channel = self.connection.channels.get(msg.channelName)

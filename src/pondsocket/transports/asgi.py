@@ -187,10 +187,10 @@ class ASGIApp:
     # -- http and lifespan ---------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        health = self.pond.health(endpoint_path(scope)) if scope.get("method") == "GET" else None
-        if health is not None:
-            status, body = health
-            await respond(send, status, body, content_type=b"application/json")
+        answer = self.pond.http_get(endpoint_path(scope)) if scope.get("method") == "GET" else None
+        if answer is not None:
+            status, content_type, body = answer
+            await respond(send, status, body, content_type=content_type.encode())
             return
         if self.http_app is not None:
             await self.http_app(scope, receive, send)

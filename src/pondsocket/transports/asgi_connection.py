@@ -77,6 +77,11 @@ class QueuedConnection:
         if not self._outbox.put(frame):
             self._overflow()
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued for the writer (the metrics sample it)."""
+        return self._outbox.queued_bytes
+
     def close(self, code: int, reason: str) -> None:
         # Queued frames still go out first: a last message sent before closing arrives.
         self._end((code, reason))

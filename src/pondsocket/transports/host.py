@@ -32,6 +32,11 @@ class Host(Protocol):
         """``(status, JSON body)`` when ``path`` is a health check, else ``None``."""
         ...
 
+    def http_get(self, path: str) -> tuple[int, str, bytes] | None:
+        """``(status, content type, body)`` when the server answers a plain ``GET path``
+        itself (health checks, metrics), else ``None``."""
+        ...
+
     async def startup(self) -> None:
         """Run the app's startup hooks and start the cluster node (idempotent)."""
         ...

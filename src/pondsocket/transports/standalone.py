@@ -145,6 +145,11 @@ class WebSocketOutlet:
             log.debug("connection %s: write failed: %r", self._id, exc)
             self._closing = True
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued and not yet written to the socket (the metrics sample it)."""
+        return self._transport.get_write_buffer_size() + self._queued_bytes
+
     def flush(self) -> None:
         """Write the frames queued during this pass of the loop, in one write."""
         queued, self._queued, self._queued_bytes = self._queued, None, 0
@@ -370,9 +375,9 @@ class StandaloneServer:
         target = request.path  # the request target: path plus optional ?query
         path, _, query = target.partition("?")
         if not _is_upgrade(request.headers):
-            health = self._pond.health(path)
-            if health is not None:
-                return _response(health[0], "application/json", health[1])
+            answer = self._pond.http_get(path)
+            if answer is not None:
+                return _response(*answer)
             page = self._http_routes.get(path)
             if page is not None:
                 return _response(200, page[0], page[1])
