@@ -5,6 +5,9 @@
     pondsocket demo [--host 127.0.0.1] [--port 8080] [--certfile PEM --keyfile PEM]
     pondsocket bench SCENARIO [...]   (see ``pondsocket bench --help``; needs the
                                        pondsocket-bench package: pip install -e ./benchmarks)
+    pondsocket client URL [-q KEY=VALUE] [-H 'NAME: VALUE'] [--token T] [-j CHANNEL[=JSON]]
+                          [--json] [--no-reconnect] [--timeout S] [--wait S]
+                                      (commands on stdin; see docs/client.md)
     pondsocket --version
 
 ``serve`` imports ``pond`` from the module ``myapp`` (the current directory is importable):
@@ -16,6 +19,7 @@ one-line message.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import importlib
 import inspect
@@ -28,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pondsocket import PondSocket, UsageError, __version__, tune_gc
+from pondsocket.client.cli import add_client_parser
 from pondsocket.cluster.signing import read_secret_file
 from pondsocket.pubsub.urls import BACKENDS, connect_url
 
@@ -55,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "client":
+            return _client(args)
         return _demo(args)
     except CLIError as exc:
         print(f"pondsocket: error: {exc}", file=sys.stderr)
@@ -168,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run the demo chat (open it in a browser)",
         description="Run the demo chat: a web page and its PondSocket server on one port.",
     )
+    add_client_parser(commands)
     return parser
 
 
@@ -244,6 +252,12 @@ def _bench(arguments: list[str]) -> int:
         return 2
     status: int = bench.main(arguments)
     return status
+
+
+def _client(args: argparse.Namespace) -> int:
+    from pondsocket.client.runner import run
+
+    return asyncio.run(run(args))
 
 
 def _demo(args: argparse.Namespace) -> int:

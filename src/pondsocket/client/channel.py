@@ -76,6 +76,7 @@ class Channel:
         self._handlers: dict[str, list[Handler]] = {}
         self._recovery_callbacks: list[RecoveryCallback] = []
         self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._events: dict[str, str] = {}  # request id -> event, for error messages
         self._tasks: set[asyncio.Future[Any]] = set()
         self._join_id: str | None = None
         self._leave_id: str | None = None
@@ -156,6 +157,7 @@ class Channel:
         request_id, text = encode_message("BROADCAST", self.name, event, payload or {})
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        self._events[request_id] = event
         try:
             await self._client.send_text(text)
             async with asyncio.timeout(wait):
@@ -164,6 +166,7 @@ class Channel:
             raise ClientTimeoutError(f"no reply to {event!r} on {self.name} in {wait} s") from None
         finally:
             self._pending.pop(request_id, None)
+            self._events.pop(request_id, None)
 
     async def _wait_joined(self, timeout: float) -> None:
         if self.state.value is ChannelState.JOINED:
@@ -232,7 +235,9 @@ class Channel:
         if future.done():
             return
         if frame.action == "ERROR":
-            future.set_exception(RequestFailedError(frame.event, frame.payload))
+            future.set_exception(
+                RequestFailedError(self._events.pop(frame.requestId, frame.event), frame.payload)
+            )
         else:
             future.set_result(Message.from_frame(frame))
 
@@ -313,7 +318,7 @@ class Channel:
 
     async def connected(self) -> None:
         """The connection is (back) up: rejoin if the app wants this channel."""
-        if self._wanted and self.state.value not in _FINAL:
+        if self._wanted and self.state.value is ChannelState.STALLED:
             await self._send_join()
 
     def disconnected(self) -> None:

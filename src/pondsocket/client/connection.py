@@ -218,7 +218,6 @@ class PondClient:
         """Read frames; on a lost connection, back off and reconnect until closed."""
         try:
             while True:
-                await self._rejoin()
                 await self._read(ws)
                 self._lost()
                 if self.state.value in _FINAL:
@@ -227,6 +226,7 @@ class PondClient:
                     self._finish(ConnectionState.FAILED, ConnectError("the connection was lost"))
                     return
                 ws = await self._reconnect()
+                await self._rejoin()
         except ClientError as exc:
             self._finish(ConnectionState.FAILED, exc)
 
