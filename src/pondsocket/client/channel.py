@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pondsocket.client.errors import (
     ChannelClosedError,
+    ClientClosedError,
     ClientError,
     ClientTimeoutError,
     JoinDeclinedError,
@@ -79,7 +80,6 @@ class Channel:
         self._events: dict[str, str] = {}  # request id -> event, for error messages
         self._tasks: set[asyncio.Future[Any]] = set()
         self._join_id: str | None = None
-        self._leave_id: str | None = None
         self._left: asyncio.Event | None = None
         self._wanted = False
         self._error: ClientError | None = None
@@ -108,25 +108,23 @@ class Channel:
         return self
 
     async def leave(self, timeout: float | None = None) -> None:
-        """Leave (waits for the server's ``EXIT_ACKNOWLEDGE``); the channel is CLOSED."""
+        """Leave (waits for the server's ``EXIT_ACKNOWLEDGE``); the channel is CLOSED
+        whatever happens (a lost connection ends the membership on the server too)."""
         was_joined = self.state.value is ChannelState.JOINED
         self._wanted = False
-        if was_joined and self._client.connected:
-            self._left = asyncio.Event()
-            self._leave_id, text = encode_message("LEAVE_CHANNEL", self.name, "LEAVE_CHANNEL", {})
-            await self._client.send_text(text)
-            wait = self._client.options.request_timeout if timeout is None else timeout
-            try:
+        wait = self._client.options.request_timeout if timeout is None else timeout
+        try:
+            if was_joined and self._client.connected:
+                self._left = asyncio.Event()
+                _, text = encode_message("LEAVE_CHANNEL", self.name, "LEAVE_CHANNEL", {})
+                await self._client.send_text(text)
                 async with asyncio.timeout(wait):
                     await self._left.wait()
-            except TimeoutError:
-                raise ClientTimeoutError(
-                    f"no EXIT_ACKNOWLEDGE for {self.name} in {wait} s"
-                ) from None
-            finally:
-                self._left = None
-                self._close("left")
-        self._close("left")
+        except TimeoutError:
+            raise ClientTimeoutError(f"no EXIT_ACKNOWLEDGE for {self.name} in {wait} s") from None
+        finally:
+            self._left = None
+            self._close("left")
 
     async def _send_join(self) -> None:
         params = dict(self.params)
@@ -331,10 +329,12 @@ class Channel:
             self._left.set()
         if self._wanted and self.state.value not in _FINAL:
             self._set_state(ChannelState.STALLED)
+        elif self.state.value in (ChannelState.JOINED, ChannelState.JOINING):
+            self._close("connection lost")
 
     def fail(self, error: ClientError | None, reason: str) -> None:
         """The client closed (``error`` None) or failed for good."""
-        self._fail_pending(error or ChannelClosedError(f"{self.name}: the client was closed"))
+        self._fail_pending(error or ClientClosedError(f"{self.name}: the client was closed"))
         if self._wanted or self.state.value not in _FINAL:
             self._wanted = False
             self._error = error
