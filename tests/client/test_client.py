@@ -17,6 +17,7 @@ from pondsocket.client import (
     Message,
     PondClient,
     PresenceChange,
+    ReconnectFailedError,
     Recovery,
     RequestFailedError,
 )
@@ -256,3 +257,20 @@ async def test_close_ends_iteration_and_pending_waits() -> None:
         assert a.state.value is ConnectionState.CLOSED
     finally:
         await server.aclose()
+
+
+async def test_reconnect_gives_up_after_max_attempts() -> None:
+    server, port = await start()
+    a = client(port, backoff_initial=0.05, backoff_max=0.1, max_attempts=2)
+    try:
+        await a.connect()
+        room = await a.channel("/room/g").join()
+        await server.aclose()  # nothing listens on the port any more
+        await a.state.wait_for(ConnectionState.FAILED, timeout=TIMEOUT)
+        assert isinstance(a.error, ReconnectFailedError) and "2 attempts" in str(a.error)
+        assert room.state.value is ChannelState.CLOSED
+        with pytest.raises(ReconnectFailedError):
+            async for _ in room:
+                pass
+    finally:
+        await a.close()
