@@ -520,7 +520,9 @@ def says(frames: list[Frame]) -> list[Any]:
 
 
 async def test_slow_consumer_is_closed_4008_and_others_get_everything(start: Start) -> None:
-    srv = await start(outbox_max_bytes=256 * 1024)
+    # The overflow policy itself: flow control (which would hold the sender back and close
+    # the stuck client as stuck, test_flow_control.py) is off here.
+    srv = await start(outbox_max_bytes=256 * 1024, outbox_soft_watermark=None)
     # The stuck client is a raw socket that stops reading after its join: the server's
     # writes fill the kernel buffers, then its own write buffer. (A websockets client
     # would keep reading in the background into its own queue, so it cannot be stuck.)
@@ -558,7 +560,11 @@ async def test_slow_consumer_is_closed_4008_and_others_get_everything(start: Sta
 
 
 async def test_drop_policy_keeps_the_connection_and_counts(start: Start) -> None:
-    srv = await start(outbox_max_bytes=256 * 1024, overflow_policy=OverflowPolicy.DROP)
+    srv = await start(
+        outbox_max_bytes=256 * 1024,
+        overflow_policy=OverflowPolicy.DROP,
+        outbox_soft_watermark=None,  # the policy itself, without flow control
+    )
     stuck = await srv.raw("stuck", rcvbuf=4096)
     await stuck.join("/chat/drop")
     reader = await srv.client("reader")

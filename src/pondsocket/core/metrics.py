@@ -93,6 +93,12 @@ class Metrics:
     """Frames dropped for a full outgoing queue (overflow policy ``drop``)."""
     slow_consumer_closes: int = 0
     """Connections closed because their outgoing queue was full (policy ``close``)."""
+    flow_waits: int = 0
+    """Times a client's next message waited for the queues its broadcasts landed in to
+    drain under their soft watermark (flow control, ``outbox_soft_watermark``)."""
+    stuck_closes: int = 0
+    """Connections whose queue wrote nothing for ``outbox_stuck_timeout`` while senders
+    waited for it: closed 4008 (policy ``close``) or no longer waited for (``drop``)."""
     handler_errors: int = 0
     handler_latency: Histogram = field(default_factory=Histogram)
     """Seconds each event handler took (client ``BROADCAST`` messages)."""

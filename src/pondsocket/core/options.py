@@ -34,6 +34,17 @@ class PondOptions:
     outbox_max_bytes: int = 4 * 1024 * 1024
     """Bound of the outgoing queue of one connection, in bytes of encoded frames."""
     overflow_policy: OverflowPolicy = OverflowPolicy.CLOSE
+    outbox_soft_watermark: float | None = 0.25
+    """Flow control, as a fraction of ``outbox_max_bytes`` (0.25: 1 MiB of 4 MiB). A client
+    whose broadcast lands in a recipient's queue above it has its next message read only
+    once every such queue is back under half the mark, so a burst is paced to what its
+    readers take instead of overflowing their queues. ``None``: off (queues fill up to
+    ``outbox_max_bytes``, then ``overflow_policy`` applies)."""
+    outbox_stuck_timeout: float = 5.0
+    """Seconds a recipient may hold senders back: one whose queue wrote nothing for this
+    long is closed with 4008 (``"outgoing queue stuck"``; policy ``drop``: it is only no
+    longer waited for), and one that did write but stayed above the watermark this long
+    stops holding senders back until it is under it again."""
     ping_interval: float | None = 20.0
     """Seconds between WebSocket pings; ``None`` disables keep-alive (not recommended)."""
     ping_timeout: float | None = 20.0
@@ -148,6 +159,11 @@ class PondOptions:
             raise UsageError("max_frame_size must be >= max_message_size")
         if self.outbox_max_bytes <= 0:
             raise UsageError("outbox_max_bytes must be positive")
+        watermark = self.outbox_soft_watermark
+        if watermark is not None and not 0 < watermark < 1:
+            raise UsageError("outbox_soft_watermark must be between 0 and 1 (exclusive) or None")
+        if self.outbox_stuck_timeout <= 0:
+            raise UsageError("outbox_stuck_timeout must be positive")
         if self.rate_limit is not None and (self.rate_limit <= 0 or self.rate_burst < 1):
             raise UsageError("rate_limit must be positive and rate_burst >= 1")
         if self.max_presence_bytes is not None and self.max_presence_bytes < 2:
@@ -158,6 +174,13 @@ class PondOptions:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageError(f"{name} must be positive or None")
+
+    @property
+    def outbox_soft_bytes(self) -> int | None:
+        """``outbox_soft_watermark`` in bytes (``None``: no flow control)."""
+        if self.outbox_soft_watermark is None:
+            return None
+        return max(1, int(self.outbox_max_bytes * self.outbox_soft_watermark))
 
     @property
     def transport_frame_limit(self) -> int:

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pondsocket.core.contexts import Decision, EventContext, JoinContext
+from pondsocket.core.flow import Backlogged, current_sender, hold_back
 from pondsocket.core.invoke import call_handler, run_chain
+from pondsocket.core.options import OverflowPolicy
 from pondsocket.core.outlet import CloseCode
 from pondsocket.core.ratelog import FailureLog
 from pondsocket.core.user import Connection, Member
@@ -88,6 +90,10 @@ class Session:
         )
         self._max_channels = options.max_channels_per_connection
         self._metrics = endpoint.metrics
+        self._stuck_timeout = options.outbox_stuck_timeout
+        self._close_stuck = options.overflow_policy is OverflowPolicy.CLOSE
+        # Recipients above their soft watermark after our last message (core/flow.py).
+        self._held: set[Backlogged] | None = None
 
     @property
     def connection_id(self) -> str:
@@ -128,15 +134,35 @@ class Session:
         await self._endpoint.relay.wait_for_room()
         if self._endpoint.recorder is not None:
             await self._endpoint.recorder.wait_for_room()
-        if decoded.action == "JOIN_CHANNEL":
-            self._metrics.received_joins += 1
-            await self._join(decoded)
-        elif decoded.action == "BROADCAST":
-            self._metrics.received_broadcasts += 1
-            await self._event(decoded)
+        token = current_sender.set(self)
+        try:
+            if decoded.action == "JOIN_CHANNEL":
+                self._metrics.received_joins += 1
+                await self._join(decoded)
+            elif decoded.action == "BROADCAST":
+                self._metrics.received_broadcasts += 1
+                await self._event(decoded)
+            else:
+                self._metrics.received_leaves += 1
+                self._leave(decoded)
+        finally:
+            current_sender.reset(token)
+        if self._held is not None:
+            # Flow control: what we sent sits in queues above their soft watermark. Our
+            # next message is not read until they drain (or a stuck one is closed).
+            held, self._held = self._held, None
+            if await hold_back(held, self._stuck_timeout, self._close_stuck, self._stuck):
+                self._metrics.flow_waits += 1
+
+    def held_back_by(self, outlet: Backlogged) -> None:
+        """An outlet got one of our frames while above its soft watermark (core/flow.py)."""
+        if self._held is None:
+            self._held = {outlet}
         else:
-            self._metrics.received_leaves += 1
-            self._leave(decoded)
+            self._held.add(outlet)
+
+    def _stuck(self) -> None:
+        self._metrics.stuck_closes += 1
 
     def receive_binary(self) -> None:
         self._metrics.messages_received += 1

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from pondsocket.core.flow import FlowState, note_backlog
 from pondsocket.core.options import OverflowPolicy
 from pondsocket.core.outlet import CloseCode
 from pondsocket.core.request import ConnectionRequest
@@ -54,6 +55,10 @@ class QueuedConnection:
         "_policy",
         "_receive",
         "_send",
+        "_soft",
+        "_unsent",
+        "_written",
+        "flow",
         "id",
     )
 
@@ -63,6 +68,10 @@ class QueuedConnection:
         self._receive = receive
         self._send = send
         self._outbox = Outbox(options.outbox_max_bytes)
+        self.flow = FlowState(options.outbox_soft_bytes)
+        self._soft = self.flow.soft
+        self._unsent = 0  # bytes of the batch the writer took and is still writing
+        self._written = 0  # bytes the writer has handed to the server (see written())
         self._policy = options.overflow_policy
         self._heartbeat_interval = options.app_heartbeat_interval
         self._metrics = app.pond.metrics
@@ -74,8 +83,11 @@ class QueuedConnection:
     # -- the Outlet protocol -------------------------------------------------
 
     def send(self, frame: bytes) -> None:
-        if not self._outbox.put(frame):
+        outbox = self._outbox
+        if not outbox.put(frame):
             self._overflow()
+        elif outbox.queued_bytes + self._unsent > self._soft:
+            note_backlog(self)  # flow control: the client sending this will wait
 
     @property
     def pending_bytes(self) -> int:
@@ -85,6 +97,18 @@ class QueuedConnection:
     def close(self, code: int, reason: str) -> None:
         # Queued frames still go out first: a last message sent before closing arrives.
         self._end((code, reason))
+
+    # -- flow control (core/flow.py) -------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        return self._ended.done()
+
+    def backlog(self) -> int:
+        return self._outbox.queued_bytes + self._unsent
+
+    def written(self) -> int:
+        return self._written
 
     def _overflow(self) -> None:
         if self._policy is OverflowPolicy.DROP:
@@ -176,9 +200,12 @@ class QueuedConnection:
         texts = self._app._texts
         try:
             while batch := await self._outbox.take():
+                self._unsent = sum(map(len, batch))
                 for frame in batch:
                     # ASGI wants str for text frames.
                     await self._send({"type": "websocket.send", "text": texts.decode(frame)})
+                    self._unsent -= len(frame)
+                    self._written += len(frame)
                 del batch, frame  # an idle connection must not keep its last frames alive
             if self._close_frame is not None:
                 code, reason = close_args(*self._close_frame)

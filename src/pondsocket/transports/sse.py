@@ -251,8 +251,12 @@ class _Stream(QueuedConnection):
                     continue
                 if not batch:
                     break
-                await self._write(b"".join(b"data: " + frame + b"\n\n" for frame in batch))
-                del batch  # an idle stream must not keep its last frames alive
+                body = b"".join(b"data: " + frame + b"\n\n" for frame in batch)
+                self._unsent = sum(map(len, batch))
+                await self._write(body)
+                self._written += self._unsent
+                self._unsent = 0
+                del batch, body  # an idle stream must not keep its last frames alive
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
         except Exception:
             log.info("connection %s: writing the stream failed", self.id, exc_info=True)

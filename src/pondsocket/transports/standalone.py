@@ -34,6 +34,7 @@ from websockets.protocol import OPEN
 
 from pondsocket.core.contexts import ConnectionContext
 from pondsocket.core.endpoint import Endpoint
+from pondsocket.core.flow import FlowState, note_backlog
 from pondsocket.core.options import OverflowPolicy
 from pondsocket.core.outlet import CloseCode
 from pondsocket.core.ratelog import RateLimitedLog
@@ -81,13 +82,16 @@ class WebSocketOutlet:
         "_connection",
         "_drop",
         "_frames",
+        "_handed",
         "_id",
         "_limit",
         "_metrics",
         "_protocol",
         "_queued",
         "_queued_bytes",
+        "_soft",
         "_transport",
+        "flow",
     )
 
     def __init__(
@@ -109,6 +113,9 @@ class WebSocketOutlet:
         self._queued_bytes = 0
         self._id = connection_id
         self._limit = pond.options.outbox_max_bytes
+        self.flow = FlowState(pond.options.outbox_soft_bytes)
+        self._soft = self.flow.soft
+        self._handed = 0  # bytes of ours given to the transport (see written())
         self._drop = pond.options.overflow_policy is OverflowPolicy.DROP
         self._metrics = pond.metrics
         self._closing = False
@@ -124,11 +131,14 @@ class WebSocketOutlet:
         if pending and pending + len(frame) > self._limit:
             self._overflow(pending)
             return
+        if pending > self._soft:
+            note_backlog(self)  # flow control: the client sending this will wait
         try:
             if self._frames is not None:
                 framed = self._frames.frame(frame)
                 if self._batcher is None:
                     self._transport.write(framed)
+                    self._handed += len(framed)
                 elif self._queued is None:
                     self._queued = [framed]
                     self._queued_bytes = len(framed)
@@ -139,8 +149,10 @@ class WebSocketOutlet:
             else:
                 # What websockets.broadcast() does: frame the bytes as a TEXT message in
                 # the sans-I/O protocol (no await), then flush its output.
+                before = self._transport.get_write_buffer_size()
                 self._protocol.send_text(frame)
                 self._connection.send_data()
+                self._handed += self._transport.get_write_buffer_size() - before
         except Exception as exc:  # the transport is going away: recv() will end the session
             log.debug("connection %s: write failed: %r", self._id, exc)
             self._closing = True
@@ -158,10 +170,25 @@ class WebSocketOutlet:
         try:
             # websockets writes its own frames (pongs, close) to the transport as it makes
             # them, so whole frames written here never split one of them.
-            self._transport.write(queued[0] if len(queued) == 1 else b"".join(queued))
+            data = queued[0] if len(queued) == 1 else b"".join(queued)
+            self._transport.write(data)
+            self._handed += len(data)
         except Exception as exc:
             log.debug("connection %s: write failed: %r", self._id, exc)
             self._closing = True
+
+    # -- flow control (core/flow.py) -------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        return self._closing or self._protocol.state is not OPEN
+
+    def backlog(self) -> int:
+        return self._transport.get_write_buffer_size() + self._queued_bytes
+
+    def written(self) -> int:
+        # What the transport handed to the kernel: what we gave it, less what it holds.
+        return self._handed - self._transport.get_write_buffer_size()
 
     async def ping(self) -> asyncio.Future[float] | None:
         """Send a keep-alive ping; the future completes on the pong (``None``: closing)."""
