@@ -69,6 +69,9 @@ def test_fanout(tmp_path: Path) -> None:
     for row in rows.values():
         assert row["subscribers"] == 5
         _assert_traffic(row)
+        # Nobody dropped: the run counts, with its rate and per-delivery CPU.
+        assert (row["lost"], row["disconnects"]) == (0, 0)
+        assert row["sustained_per_s"] == row["deliveries_per_s"] > 0
 
 
 @pytest.mark.slow

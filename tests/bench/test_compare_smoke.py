@@ -134,11 +134,15 @@ def test_ratios_and_socketio_url() -> None:
         {"scenario": "fanout", "system": "ours", "transport": "asgi"},
         {"scenario": "fanout", "system": "upstream", "transport": "asgi"},
     ]
-    rows[0].update(server_us_per_delivery=10.0, deliveries_per_s=1000)
-    rows[1].update(server_us_per_delivery=25.0, deliveries_per_s=400)
+    rows[0].update(server_us_per_delivery=10.0, sustained_per_s=1000)
+    rows[1].update(server_us_per_delivery=25.0, sustained_per_s=400)
     add_ratios(rows)
     assert rows[1]["server_us_per_delivery_vs_ours_asgi"] == 2.5
-    assert rows[1]["deliveries_per_s_vs_ours_asgi"] == 0.4
+    assert rows[1]["sustained_per_s_vs_ours_asgi"] == 0.4
+    # A run that lost deliveries has no per-delivery figures (None): no ratio either.
+    rows[1].update(server_us_per_delivery=None, sustained_per_s=None)
+    add_ratios(rows)
+    assert rows[1]["sustained_per_s_vs_ours_asgi"] is None
     assert rows[0]["server_us_per_delivery_vs_ours_asgi"] == 1
     expected = "ws://127.0.0.1:80/socket/?EIO=4&transport=websocket"
     assert socketio_url("ws://127.0.0.1:80/socket") == expected

@@ -59,11 +59,6 @@ async def main(args: argparse.Namespace) -> None:
     async def report() -> None:
         print("METRICS", orjson.dumps(pond.metrics.snapshot()).decode(), flush=True)
 
-    def dump() -> None:
-        for task in asyncio.all_tasks():
-            task.print_stack(limit=8)
-
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
     if args.asgi:  # uvicorn handles SIGTERM: it shuts the pond down first
         server = pond.asgi.uvicorn_server(
             host="127.0.0.1", port=0, ws="websockets-sansio", lifespan="on", log_level="warning"

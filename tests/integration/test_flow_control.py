@@ -104,17 +104,17 @@ class Room:
     async def fill(self, count: int, *, sse_share: int = 0, busy: bool = False) -> None:
         """``count`` readers (the first ``sse_share`` of them SSE streams); ``busy``: each
         stops reading for a moment, with a small receive window."""
+        rcvbuf = BUSY_RCVBUF if busy else None
         for i in range(count):
+            reader: WsClient | SseClient
             if i < sse_share:
-                reader: WsClient | SseClient = await SseClient.connect(
-                    self.port, PATH, rcvbuf=BUSY_RCVBUF if busy else None
-                )
-                await _post_join(self.port, reader.secret)
+                stream = await SseClient.connect(self.port, PATH, rcvbuf=rcvbuf)
+                await _post_join(self.port, stream.secret)
+                reader = stream
             else:
-                reader = await WsClient.connect(
-                    self.port, PATH, rcvbuf=BUSY_RCVBUF if busy else None
-                )
-                await reader.join(ROOM)
+                ws = await WsClient.connect(self.port, PATH, rcvbuf=rcvbuf)
+                await ws.join(ROOM)
+                reader = ws
             if busy:
                 reader.tally.pause_at, reader.tally.pause = BUSY_AT, BUSY_PAUSE
             reader.start_reading()
