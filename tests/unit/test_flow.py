@@ -29,7 +29,8 @@ class FakeOutlet:
     def closing(self) -> bool:
         return self.closed is not None
 
-    def backlog(self) -> int:
+    @property
+    def pending_bytes(self) -> int:
         return self.queued
 
     def written(self) -> int:

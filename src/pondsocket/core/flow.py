@@ -75,7 +75,8 @@ class Backlogged(Protocol):
         """The connection is closing: it holds nobody back."""
         ...
 
-    def backlog(self) -> int:
+    @property
+    def pending_bytes(self) -> int:
         """Bytes queued for the client and not yet taken by the network."""
         ...
 
@@ -124,7 +125,7 @@ async def hold_back(
             state = outlet.flow
             if outlet.closing:
                 continue
-            if outlet.backlog() <= (state.resume if waited else state.soft):
+            if outlet.pending_bytes <= (state.resume if waited else state.soft):
                 state.held_since, state.released = None, False
                 continue
             if state.released:
@@ -158,7 +159,7 @@ def _stuck(outlet: Backlogged, timeout: float, close: bool) -> None:
             "closing a connection with %d: its outgoing queue (%d bytes) wrote nothing for"
             " %.1f s while senders waited for it (outbox_stuck_timeout)",
             CloseCode.SLOW_CONSUMER,
-            outlet.backlog(),
+            outlet.pending_bytes,
             timeout,
         )
         outlet.close(CloseCode.SLOW_CONSUMER, STUCK_REASON)
@@ -166,6 +167,6 @@ def _stuck(outlet: Backlogged, timeout: float, close: bool) -> None:
         _stuck_log.warning(
             "a connection's outgoing queue (%d bytes) wrote nothing for %.1f s: it no longer"
             " holds senders back (overflow policy 'drop': it stays open)",
-            outlet.backlog(),
+            outlet.pending_bytes,
             timeout,
         )

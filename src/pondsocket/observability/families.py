@@ -161,6 +161,20 @@ def _server(pond: PondSocket) -> Iterable[Family]:
         .add(m.frames_dropped, "drop")
         .add(m.slow_consumer_closes, "close")
     )
+    yield _one(
+        "pondsocket_flow_waits_total",
+        "counter",
+        "Client messages after which reading that client waited for the queues its"
+        " broadcasts landed in to drain (flow control, outbox_soft_watermark).",
+        m.flow_waits,
+    )
+    yield _one(
+        "pondsocket_stuck_closes_total",
+        "counter",
+        "Connections whose outgoing queue wrote nothing for outbox_stuck_timeout while"
+        " senders waited for it (closed 4008 under policy close).",
+        m.stuck_closes,
+    )
     depth = Histogram(OUTBOX_BYTES_BUCKETS)
     for endpoint in endpoints:
         for outlet in endpoint.outlets():

@@ -91,8 +91,9 @@ class QueuedConnection:
 
     @property
     def pending_bytes(self) -> int:
-        """Bytes queued for the writer (the metrics sample it)."""
-        return self._outbox.queued_bytes
+        """Bytes queued for the writer and not yet written, the batch it is writing
+        included (the metrics sample it; flow control reads it)."""
+        return self._outbox.queued_bytes + self._unsent
 
     def close(self, code: int, reason: str) -> None:
         # Queued frames still go out first: a last message sent before closing arrives.
@@ -103,9 +104,6 @@ class QueuedConnection:
     @property
     def closing(self) -> bool:
         return self._ended.done()
-
-    def backlog(self) -> int:
-        return self._outbox.queued_bytes + self._unsent
 
     def written(self) -> int:
         return self._written

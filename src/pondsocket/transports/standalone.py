@@ -183,9 +183,6 @@ class WebSocketOutlet:
     def closing(self) -> bool:
         return self._closing or self._protocol.state is not OPEN
 
-    def backlog(self) -> int:
-        return self._transport.get_write_buffer_size() + self._queued_bytes
-
     def written(self) -> int:
         # What the transport handed to the kernel: what we gave it, less what it holds.
         return self._handed - self._transport.get_write_buffer_size()
