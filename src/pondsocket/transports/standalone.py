@@ -77,12 +77,12 @@ class WebSocketOutlet:
 
     __slots__ = (
         "_abort_timer",
+        "_backlogged",
         "_batcher",
         "_closing",
         "_connection",
         "_drop",
         "_frames",
-        "_handed",
         "_id",
         "_limit",
         "_metrics",
@@ -115,7 +115,7 @@ class WebSocketOutlet:
         self._limit = pond.options.outbox_max_bytes
         self.flow = FlowState(pond.options.outbox_soft_bytes)
         self._soft = self.flow.soft
-        self._handed = 0  # bytes of ours given to the transport (see written())
+        self._backlogged = 0  # bytes sent while others were still pending (see written())
         self._drop = pond.options.overflow_policy is OverflowPolicy.DROP
         self._metrics = pond.metrics
         self._closing = False
@@ -128,17 +128,18 @@ class WebSocketOutlet:
         # except for a single frame larger than the limit written to an empty buffer
         # (otherwise such a frame could never be delivered, even to a fast client).
         pending = self._transport.get_write_buffer_size() + self._queued_bytes
-        if pending and pending + len(frame) > self._limit:
-            self._overflow(pending)
-            return
-        if pending > self._soft:
-            note_backlog(self)  # flow control: the client sending this will wait
+        if pending:  # nothing more than the original test while the client keeps up
+            if pending + len(frame) > self._limit:
+                self._overflow(pending)
+                return
+            self._backlogged += len(frame)
+            if pending > self._soft:
+                note_backlog(self)  # flow control: the client sending this will wait
         try:
             if self._frames is not None:
                 framed = self._frames.frame(frame)
                 if self._batcher is None:
                     self._transport.write(framed)
-                    self._handed += len(framed)
                 elif self._queued is None:
                     self._queued = [framed]
                     self._queued_bytes = len(framed)
@@ -149,10 +150,8 @@ class WebSocketOutlet:
             else:
                 # What websockets.broadcast() does: frame the bytes as a TEXT message in
                 # the sans-I/O protocol (no await), then flush its output.
-                before = self._transport.get_write_buffer_size()
                 self._protocol.send_text(frame)
                 self._connection.send_data()
-                self._handed += self._transport.get_write_buffer_size() - before
         except Exception as exc:  # the transport is going away: recv() will end the session
             log.debug("connection %s: write failed: %r", self._id, exc)
             self._closing = True
@@ -170,9 +169,7 @@ class WebSocketOutlet:
         try:
             # websockets writes its own frames (pongs, close) to the transport as it makes
             # them, so whole frames written here never split one of them.
-            data = queued[0] if len(queued) == 1 else b"".join(queued)
-            self._transport.write(data)
-            self._handed += len(data)
+            self._transport.write(queued[0] if len(queued) == 1 else b"".join(queued))
         except Exception as exc:
             log.debug("connection %s: write failed: %r", self._id, exc)
             self._closing = True
@@ -184,8 +181,12 @@ class WebSocketOutlet:
         return self._closing or self._protocol.state is not OPEN
 
     def written(self) -> int:
-        # What the transport handed to the kernel: what we gave it, less what it holds.
-        return self._handed - self._transport.get_write_buffer_size()
+        # Grows only as the kernel takes bytes: what was sent while a backlog existed,
+        # less the backlog. Payload bytes are counted, a little less than what is
+        # pending (frame headers), so a client that reads nothing never seems to; with
+        # compression (frames smaller than payloads) a stuck client may seem to read, and
+        # is then only no longer waited for after outbox_stuck_timeout, not closed.
+        return self._backlogged - self.pending_bytes
 
     async def ping(self) -> asyncio.Future[float] | None:
         """Send a keep-alive ping; the future completes on the pong (``None``: closing)."""
