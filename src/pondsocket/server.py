@@ -298,6 +298,7 @@ class PondSocket:
             return
         self._stopping = True
         self.cluster.stop_backpressure()
+        self.history.stop_backpressure()
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Close every connection (1001), wait for leave handlers, flush cluster traffic.

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pondsocket.core.flow import Sender
 from pondsocket.core.history import HistoryConfig, Position, Recorded
 from pondsocket.core.relay import ALL_EXCEPT_SENDER, ALL_USERS, Recipients
 from pondsocket.history.store import Slice, Stored
@@ -28,6 +29,8 @@ class Pending:
     request_id: str
 
     uid: str
+    sender: Sender | None = None
+    """The client whose message caused it (flow control holds it back, see core/flow.py)."""
     data: bytes | None = None
 
     def encode(self) -> bytes:

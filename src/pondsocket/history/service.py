@@ -12,8 +12,10 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
+from contextvars import Context
 from typing import TYPE_CHECKING, Any
 
+from pondsocket.core.flow import current_sender
 from pondsocket.core.history import (
     INVALID,
     Position,
@@ -73,6 +75,7 @@ class HistoryService:
         self._recoveries: dict[Channel, list[tuple[str, Position | str | None]]] = {}
         self._room = asyncio.Event()
         self._failing = False
+        self._stopping = False
         # Store calls in flight at once: a client library's pool is bounded (redis-py:
         # 100 connections, and it fails rather than waits past that).
         self._slots = asyncio.Semaphore(STORE_CONCURRENCY)
@@ -123,13 +126,23 @@ class HistoryService:
         key = self._key_of(channel)
         self._queue.append(
             Pending(
-                channel, key, config, event, payload, recipients, sender_id, request_id, self._uid()
+                channel,
+                key,
+                config,
+                event,
+                payload,
+                recipients,
+                sender_id,
+                request_id,
+                self._uid(),
+                current_sender.get(),
             )
         )
         self._wake.set()
         if self._writer is None:
+            # A context of its own: it must not inherit the first sender's (core/flow.py).
             self._writer = asyncio.get_running_loop().create_task(
-                self._write_loop(), name="pondsocket-history-writer"
+                self._write_loop(), name="pondsocket-history-writer", context=Context()
             )
 
     def _unrecorded(
@@ -161,7 +174,12 @@ class HistoryService:
         quarter is left, so a fast sender is slowed down (TCP) rather than pushing the
         channel into unrecorded delivery. While the store fails, nobody waits: the queue
         then fills and overflows into live, unrecorded delivery (counted)."""
-        while len(self._queue) * 2 >= QUEUE_LIMIT and not self._failing and not self._closed:
+        while (
+            len(self._queue) * 2 >= QUEUE_LIMIT
+            and not self._failing
+            and not self._closed
+            and not self._stopping
+        ):
             self._room.clear()
             await self._room.wait()
 
@@ -230,7 +248,13 @@ class HistoryService:
                 p.request_id,
             )
             if not p.channel.closed:
-                self._place(p.channel, recorded)
+                # Deliveries count against the client that sent it, as a live broadcast's
+                # would: flow control holds that client back if recipients fall behind.
+                token = current_sender.set(p.sender)
+                try:
+                    self._place(p.channel, recorded)
+                finally:
+                    current_sender.reset(token)
 
     # -- ordering ------------------------------------------------------------
 
@@ -409,7 +433,13 @@ class HistoryService:
             raise HistoryUnavailableError(f"the history of {channel.name} could not be read")
         return [r for r in (decode_record(s, found.epoch) for s in found.records) if r]
 
+    def stop_backpressure(self) -> None:
+        """Shutdown has begun: client input no longer waits for the store."""
+        self._stopping = True
+        self._room.set()
+
     async def aclose(self) -> None:
+        self.stop_backpressure()
         self._closed = True
         self._wake.set()
         if self._writer is not None:
