@@ -59,6 +59,7 @@ from pondsocket.pubsub.nats_support import (
     NatsPubSubStats,
     Options,
     PubSubUnavailableError,
+    flush_in_order,
 )
 
 __all__ = [
@@ -355,7 +356,7 @@ class NatsPubSub(PubSub):
         if new and self.client.is_connected:
             try:
                 async with asyncio.timeout(self.options.subscribe_timeout):
-                    await self.client.flush()
+                    await flush_in_order(self.client)
             except (TimeoutError, nats.errors.Error) as exc:  # replayed on reconnection
                 log.debug("no confirmation of the subscription to %r: %r", pattern, exc)
         return subscription

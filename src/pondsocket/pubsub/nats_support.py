@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pondsocket.errors import InvalidOptionError
 from pondsocket.pubsub.base import MessageTooLargeError as MessageTooLargeError
@@ -13,6 +13,7 @@ from pondsocket.pubsub.base import PubSubUnavailableError as PubSubUnavailableEr
 from pondsocket.pubsub.delivery import QueuedSubscription
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client
     from nats.aio.subscription import Subscription as NatsClientSubscription
 
 
@@ -95,3 +96,17 @@ class Entry:
     filtered: bool  # the wildcard is wider than the prefix: check every message
     handlers: list[QueuedSubscription] = field(default_factory=list)
     sub: NatsClientSubscription | None = None
+
+
+async def flush_in_order(client: Client) -> None:
+    """Return once NATS has processed every command ``client`` queued before the call.
+
+    nats-py 2.16's ``flush()`` writes its PING straight to the socket, ahead of the commands
+    its flusher task has not written yet: the PONG can come back before the server has seen
+    a SUB queued just before, and a message published meanwhile misses the subscription.
+    Writing the queue first (what ``flush()`` should do) puts the PING behind it again.
+    """
+    write_queued: Any = getattr(client, "_flush_pending", None)
+    if callable(write_queued):
+        await write_queued(force_flush=True)
+    await client.flush()
