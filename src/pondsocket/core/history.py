@@ -101,9 +101,10 @@ def _position(value: object) -> Position | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Recorded:
-    """One stored broadcast, as the channel delivers it."""
+    """One stored broadcast, as the channel delivers it (not frozen: a frozen dataclass's
+    ``__init__`` costs a microsecond more, once per broadcast; nothing changes it)."""
 
     offset: int
     epoch: str
@@ -113,9 +114,15 @@ class Recorded:
     recipients: Recipients
     sender_id: str
     request_id: str
+    framed: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """:meth:`positioned`'s result, built once and shared by every recipient."""
 
     def positioned(self) -> dict[str, Any]:
-        return {**self.payload, POSITION_KEY: {"offset": self.offset, "epoch": self.epoch}}
+        framed = self.framed
+        if framed is None:
+            framed = {**self.payload, POSITION_KEY: {"offset": self.offset, "epoch": self.epoch}}
+            self.framed = framed
+        return framed
 
 
 class Recorder(Protocol):

@@ -55,6 +55,10 @@ class Sequencer:
             self.epoch, self.next = epoch, last + 1
 
     def offer(self, recorded: Recorded) -> Placed:
+        nxt = self.next
+        if recorded.offset == nxt and recorded.epoch == self.epoch and not self._waiting:
+            self.next = recorded.offset + 1  # the steady state: next in line, no gap
+            return Placed([recorded])
         placed = Placed()
         if self.epoch is None or self.next is None:
             self.epoch, self.next = recorded.epoch, recorded.offset

@@ -71,6 +71,7 @@ class HistoryService:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._sequencers: dict[Channel, Sequencer] = {}
+        self._keys: dict[Channel, str] = {}  # the store's key of each channel, built once
         self._filling: set[Channel] = set()
         self._recoveries: dict[Channel, list[tuple[str, Position | str | None]]] = {}
         self._room = asyncio.Event()
@@ -123,7 +124,11 @@ class HistoryService:
             )
             self._unrecorded(channel, event, payload, recipients, sender_id, request_id)
             return
-        key = self._key_of(channel)
+        key = self._keys.get(channel)
+        if key is None:
+            key = self._key_of(channel)
+            if not channel.closed:  # a closed stand-in (Endpoint.broadcast) is used once
+                self._keys[channel] = key
         self._queue.append(
             Pending(
                 channel,
@@ -190,7 +195,10 @@ class HistoryService:
         delay = 0.05
         todo = list(groups.values())
         while todo:
-            results = await asyncio.gather(*(self._append(g) for g in todo))
+            if len(todo) == 1:  # the usual case: one busy channel, no task to spawn
+                results = [await self._append(todo[0])]
+            else:
+                results = await asyncio.gather(*(self._append(g) for g in todo))
             for group, result in zip(todo, results, strict=True):
                 if result is not None:
                     self._stored(group, *result)
@@ -234,11 +242,11 @@ class HistoryService:
 
     def _stored(self, group: list[Pending], epoch: str, offsets: list[int]) -> None:
         relay = self._relay()
+        self.stats.recorded += len(group)
         for offset, p in zip(offsets, group, strict=True):
             recorded = Recorded(
                 offset, epoch, p.event, p.payload, p.recipients, p.sender_id, p.request_id
             )
-            self.stats.recorded += 1
             relay.message_sent(
                 p.channel,
                 p.event,
@@ -247,14 +255,18 @@ class HistoryService:
                 p.sender_id,
                 p.request_id,
             )
-            if not p.channel.closed:
-                # Deliveries count against the client that sent it, as a live broadcast's
-                # would: flow control holds that client back if recipients fall behind.
-                token = current_sender.set(p.sender)
-                try:
-                    self._place(p.channel, recorded)
-                finally:
-                    current_sender.reset(token)
+            if p.channel.closed:
+                continue
+            if p.sender is None:  # the app's own broadcast (this task's context has none)
+                self._place(p.channel, recorded)
+                continue
+            # Deliveries count against the client that sent it, as a live broadcast's
+            # would: flow control holds that client back if recipients fall behind.
+            token = current_sender.set(p.sender)
+            try:
+                self._place(p.channel, recorded)
+            finally:
+                current_sender.reset(token)
 
     # -- ordering ------------------------------------------------------------
 
@@ -270,10 +282,10 @@ class HistoryService:
         return sequencer
 
     def _place(self, channel: Channel, recorded: Recorded) -> None:
-        self._apply(channel, self._sequencer(channel).offer(recorded))
-
-    def _apply(self, channel: Channel, placed: Placed) -> None:
         sequencer = self._sequencer(channel)
+        self._apply(channel, sequencer, sequencer.offer(recorded))
+
+    def _apply(self, channel: Channel, sequencer: Sequencer, placed: Placed) -> None:
         if placed.reset:
             channel.continuity_lost("epoch_changed", sequencer.epoch, reset=True)
         if placed.skipped:
@@ -307,7 +319,7 @@ class HistoryService:
                     # The store had given out the missing offsets when we read and holds
                     # them no more, or it lost what it had given out: gone for good. (A
                     # gap past what the read saw waits for the next read.)
-                    self._apply(channel, sequencer.skip())
+                    self._apply(channel, sequencer, sequencer.skip())
                     wait = GAP_WAIT
                 elif top is None:
                     # The store is unreachable (a broker outage): the missing broadcasts
@@ -336,7 +348,7 @@ class HistoryService:
                 continue
             if sequencer.next is not None and recorded.offset >= sequencer.next:
                 self.stats.gaps_filled += 1
-            self._apply(channel, sequencer.offer(recorded))
+            self._apply(channel, sequencer, sequencer.offer(recorded))
         return found.top if found.epoch == sequencer.epoch else None
 
     async def _read(self, channel: Channel, after: int, limit: int) -> Slice | None:
@@ -371,6 +383,7 @@ class HistoryService:
 
     def forget(self, channel: Channel) -> None:
         self._sequencers.pop(channel, None)
+        self._keys.pop(channel, None)
 
     # -- catching up a joining member ----------------------------------------
 
