@@ -37,6 +37,10 @@ def make_app() -> tuple[PondSocket, Endpoint]:
     def whoami(ctx: EventContext) -> None:
         ctx.reply("you", {"name": ctx.user.assigns["name"], "echo": ctx.payload})
 
+    @room.on_message("rename")
+    def rename(ctx: EventContext) -> None:
+        ctx.update_presence({"name": ctx.payload["name"]})
+
     @room.on_message("silent")
     def silent(ctx: EventContext) -> None:
         pass
