@@ -4,64 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from pondsocket.client import ChannelState, ConnectionState, PresenceChange
 from tests.client.test_client import TIMEOUT, client, next_message, start
-
-
-class FreezableProxy:
-    """Forwards a local port to the server; ``freeze()`` stops moving bytes on the
-    connections open now (they stay open), new connections are forwarded normally."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self._frozen: set[int] = set()
-        self._generation = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
-        self.connections = 0
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    def freeze(self) -> None:
-        self._frozen.add(self._generation)
-        self._generation += 1
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        generation = self._generation
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        for pipe in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(*pipe, generation))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, generation: int
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                if generation in self._frozen:
-                    continue  # swallowed: the peer hears nothing, and no FIN either
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    async def aclose(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self._server.wait_closed()
+from tests.tcp_proxy import TcpProxy
 
 
 async def test_presence_update_callback() -> None:
@@ -84,7 +30,7 @@ async def test_presence_update_callback() -> None:
 
 async def test_a_server_that_stops_answering_is_detected_and_left() -> None:
     server, port = await start()
-    proxy = FreezableProxy(port)
+    proxy = TcpProxy(port)
     proxy_port = await proxy.start()
     a = client(
         proxy_port,

@@ -5,64 +5,18 @@ client's commands on the wire: the SUB must precede the PING whose PONG ended th
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 from pondsocket.pubsub.nats import NatsPubSub
 from tests.nats.conftest import MACHINE_NATS_PORT, unique_prefix
 from tests.pubsub_conformance import Inbox
-
-
-class RecordingProxy:
-    """Forwards one port to NATS and keeps every byte the clients sent."""
-
-    def __init__(self) -> None:
-        self.sent = bytearray()
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", MACHINE_NATS_PORT)
-        for task in (
-            asyncio.create_task(self._pipe(reader, up_writer, record=True)),
-            asyncio.create_task(self._pipe(up_reader, writer, record=False)),
-        ):
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, record: bool
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                if record:
-                    self.sent += data
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    async def aclose(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self._server.wait_closed()
+from tests.tcp_proxy import TcpProxy
 
 
 @contextlib.asynccontextmanager
-async def proxied_bus(prefix: str) -> AsyncIterator[tuple[NatsPubSub, RecordingProxy]]:
-    proxy = RecordingProxy()
+async def proxied_bus(prefix: str) -> AsyncIterator[tuple[NatsPubSub, TcpProxy]]:
+    proxy = TcpProxy(MACHINE_NATS_PORT)
     port = await proxy.start()
     bus = await NatsPubSub.connect(f"nats://127.0.0.1:{port}", subject_prefix=prefix)
     try:
