@@ -13,7 +13,7 @@ import contextlib
 import enum
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from redis.asyncio import RedisCluster
 from redis.asyncio.connection import AbstractConnection
@@ -203,7 +203,8 @@ class Session:
         connection_class, kwargs = self._target(self._failures)
         conn = connection_class(**kwargs)
         try:
-            await conn.connect()  # type: ignore[no-untyped-call]  # untyped in redis-py 8.1
+            # Any: connect() is untyped in some redis-py releases and typed in others
+            await cast(Any, conn).connect()
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
