@@ -30,6 +30,7 @@ from pondsocket.runtime import tune_gc
 from pondsocket.server import PondSocket
 
 __version__ = "0.1.0.dev0"
+"""The version of this package."""
 
 __all__ = [
     "AlreadyDecidedError",

@@ -52,7 +52,9 @@ class HandlerError(PondSocketError):
     def __init__(self, message: str, status: int = 500) -> None:
         super().__init__(message)
         self.message = message
+        """The message sent to the client."""
         self.status = status
+        """The status code sent to the client."""
 
 
 class PresenceTooLargeError(HandlerError, PresenceError):

@@ -52,20 +52,25 @@ class PondSocket:
         history: HistoryStore | None = None,
     ) -> None:
         self.options = options or PondOptions()
+        """The server's options (change them with :meth:`configure`)."""
         self._owns_pubsub = pubsub is None
         alone: Callable[[], bool] | None = None
         if pubsub is None:  # a private bus: a single node until another pubsub attaches
             own = InMemoryPubSub()
             pubsub, alone = own, own.alone
         self.pubsub: PubSub = pubsub
+        """The bus to the other nodes (a private :class:`InMemoryPubSub` by default)."""
         self.metrics = Metrics()
+        """The server's counters."""
         self.limits = ConnectionLimits(
             self.options.max_connections, self.options.max_connections_per_address
         )
+        """The connection counts and the bounds they are held to, shared by the endpoints."""
         self._tasks = TaskSet()
         self.cluster = ClusterNode(
             self.pubsub, self._tasks.spawn, node_id=node_id, options=cluster, alone=alone
         )
+        """This node of the cluster (``cluster.stats``: its counters)."""
         self._history_store = history
         self.history = HistoryService(
             lambda: self.cluster,
@@ -217,6 +222,7 @@ class PondSocket:
 
     @property
     def endpoints(self) -> list[Endpoint]:
+        """The endpoints declared with :meth:`create_endpoint`, in that order."""
         return list(self._endpoints)
 
     def match(self, path: str) -> tuple[Endpoint, Route] | None:

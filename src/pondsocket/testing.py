@@ -1,11 +1,13 @@
 """Drive a PondSocket server in process, without sockets: for application tests.
 
+```python
 async def test_echo():
     client = TestClient(pond)
     conn = await client.connect("/api/socket", query="token=abc")
     await conn.join("/chat/lobby", {"name": "alice"})
     reply = await conn.request("/chat/lobby", "echo", {"text": "hi"})
     assert reply["payload"] == {"text": "hi"}
+```
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ Frame = dict[str, Any]
 
 
 class ConnectionDeclined(PondSocketError):
+    """:meth:`TestClient.connect` was refused: no endpoint matched (404) or the connection
+    handler declined; ``status`` and ``message`` say how."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"connection declined: {status} {message}")
         self.status, self.message = status, message
@@ -53,20 +58,28 @@ class RecordingOutlet:
 
 
 class TestConnection:
+    """One accepted in-process connection, from :meth:`TestClient.connect`: send it client
+    messages and read the frames the server sent it (decoded, in order)."""
+
     __test__ = False  # not a pytest class
 
     def __init__(self, session: Session, outlet: RecordingOutlet, ctx: ConnectionContext) -> None:
         self.session = session
+        """The server's session of this connection."""
         self.outlet = outlet
+        """Where the server's frames land."""
         self.context = ctx
+        """The connection handler's context (its assigns, its decision)."""
         self._read = 0
 
     @property
     def id(self) -> str:
+        """The connection id (the user id)."""
         return self.session.connection_id
 
     @property
     def frames(self) -> list[Frame]:
+        """Every frame received so far."""
         return self.outlet.frames
 
     def take(self) -> list[Frame]:
@@ -76,6 +89,8 @@ class TestConnection:
         return new
 
     def frames_for(self, channel: str, **match: Any) -> list[Frame]:
+        """Frames received for ``channel`` whose fields equal ``match``
+        (``frames_for("/room/1", event="message")``)."""
         return [
             f
             for f in self.outlet.frames
@@ -83,6 +98,7 @@ class TestConnection:
         ]
 
     async def send_raw(self, data: bytes | str) -> None:
+        """Hand the server a text message as the client wrote it."""
         await self.session.receive(data)
 
     async def send_message(
@@ -93,6 +109,8 @@ class TestConnection:
         payload: dict[str, Any] | None = None,
         request_id: str | None = None,
     ) -> str:
+        """Send a client message (``action`` ``JOIN_CHANNEL``, ``BROADCAST`` or
+        ``LEAVE_CHANNEL``); returns its request id (a new UUID unless given)."""
         request_id = request_id or str(uuid.uuid4())
         message = {
             "action": action,
@@ -110,6 +128,7 @@ class TestConnection:
         return self._answer(request_id)
 
     async def send(self, channel: str, event: str, payload: dict[str, Any] | None = None) -> str:
+        """Send an event to a joined channel; returns its request id."""
         return await self.send_message("BROADCAST", channel, event, payload)
 
     async def request(
@@ -125,6 +144,7 @@ class TestConnection:
         return self._answer(request_id)
 
     async def close(self) -> None:
+        """End the connection as a closed socket would: it leaves every channel."""
         await self.session.close()
 
     def _answer(self, request_id: str) -> Frame:
@@ -135,10 +155,14 @@ class TestConnection:
 
 
 class TestClient:
+    """Connects to a :class:`PondSocket` in process, through its endpoints' handlers, with
+    no sockets and no server running (see this module's docstring for an example)."""
+
     __test__ = False
 
     def __init__(self, pond: PondSocket) -> None:
         self.pond = pond
+        """The server connected to."""
 
     async def connect(
         self,

@@ -1,5 +1,6 @@
 """An asyncio client for PondSocket servers (docs/client.md).
 
+```python
 async with PondClient("ws://127.0.0.1:8080/socket", query={"token": "x"}) as client:
     room = client.channel("/room/lobby", {"name": "ada"})
     await room.join()
@@ -7,6 +8,7 @@ async with PondClient("ws://127.0.0.1:8080/socket", query={"token": "x"}) as cli
     reply = await room.request("ping", {}, timeout=5)
     async for message in room:
         print(message.event, message.payload)
+```
 """
 
 from pondsocket.client.channel import Channel, Recovery

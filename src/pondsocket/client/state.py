@@ -17,6 +17,9 @@ T = TypeVar("T")
 
 
 class ConnectionState(enum.StrEnum):
+    """Where a :class:`PondClient` connection stands (``client.state.value``); ``CLOSED`` and
+    ``FAILED`` are final."""
+
     IDLE = "idle"  # not connected yet
     CONNECTING = "connecting"  # first connection attempt
     CONNECTED = "connected"  # the server sent its CONNECTION frame
@@ -26,6 +29,8 @@ class ConnectionState(enum.StrEnum):
 
 
 class ChannelState(enum.StrEnum):
+    """Where a client :class:`Channel` stands (``channel.state.value``)."""
+
     IDLE = "IDLE"  # created, never joined
     JOINING = "JOINING"  # join sent, no answer yet
     JOINED = "JOINED"

@@ -45,13 +45,19 @@ class ConnectionContext(_Decidable):
     def __init__(self, request: ConnectionRequest, route: Route, connection_id: str) -> None:
         super().__init__()
         self.request = request
+        """The handshake request."""
         self.route = route
+        """The endpoint pattern's match of the request path."""
         self.connection_id = connection_id
+        """The id the connection (and so the user) gets if accepted."""
         self.assigns: dict[str, Any] = {}
+        """The connection-level assigns set so far."""
         self.replies: list[tuple[str, dict[str, Any]]] = []
+        """The ``(event, payload)`` frames queued by :meth:`reply`."""
 
     @property
     def params(self) -> Mapping[str, str]:
+        """Parameters of the endpoint pattern (``/api/:version/socket``)."""
         return self.route.params
 
     @property
@@ -61,6 +67,7 @@ class ConnectionContext(_Decidable):
 
     @property
     def query_all(self) -> Mapping[str, list[str]]:
+        """Query parameters with every value, in order."""
         return self.route.query_all
 
     @property
@@ -70,6 +77,7 @@ class ConnectionContext(_Decidable):
 
     @property
     def cookies(self) -> Mapping[str, str]:
+        """The request's cookies by name."""
         return self.request.cookies
 
     @property
@@ -79,6 +87,7 @@ class ConnectionContext(_Decidable):
 
     @property
     def path(self) -> str:
+        """The request path, without its query string."""
         return self.request.path
 
     def accept(self, assigns: Mapping[str, Any] | None = None) -> ConnectionContext:
@@ -96,6 +105,7 @@ class ConnectionContext(_Decidable):
         self.decline_status, self.decline_message = status, message
 
     def assign(self, assigns: Mapping[str, Any]) -> ConnectionContext:
+        """Merge ``assigns`` into the connection-level assigns."""
         self.assigns.update(check_object(assigns, "assigns"))
         return self
 
@@ -140,6 +150,7 @@ class _ChannelActions:
         return self
 
     def broadcast(self, event: str, payload: dict[str, Any]) -> _ChannelActions:
+        """Send to every member of the channel, on every node, the requesting user included."""
         self.channel.broadcast(event, payload, request_id=self._request_id, sender_id=self._user_id)
         return self
 
@@ -151,27 +162,32 @@ class _ChannelActions:
     def broadcast_to(
         self, event: str, payload: dict[str, Any], user_ids: str | Iterable[str]
     ) -> _ChannelActions:
+        """Send to the listed members only, wherever they are connected."""
         self.channel.broadcast_to(
             event, payload, user_ids, request_id=self._request_id, sender_id=self._user_id
         )
         return self
 
     def track(self, presence: dict[str, Any]) -> _ChannelActions:
+        """Start tracking the requesting user's presence; tracked users see it join."""
         self._require_member()
         self.channel.track(self._user_id, presence)
         return self
 
     def update_presence(self, presence: dict[str, Any]) -> _ChannelActions:
+        """Replace the requesting user's presence (it must be tracked)."""
         self._require_member()
         self.channel.update_presence(self._user_id, presence)
         return self
 
     def untrack(self) -> _ChannelActions:
+        """Stop tracking the requesting user's presence (no-op if untracked)."""
         self._require_member()
         self.channel.untrack(self._user_id)
         return self
 
     def assign(self, assigns: Mapping[str, Any]) -> _ChannelActions:
+        """Merge ``assigns`` into the requesting user's assigns in this channel."""
         self._require_member()
         self.channel.assign(self._user_id, check_object(assigns, "assigns"))
         return self
@@ -197,8 +213,11 @@ class JoinContext(_Decidable, _ChannelActions):
     ) -> None:
         _Decidable.__init__(self)
         self.channel = channel
+        """The channel being joined."""
         self.route = route
+        """The channel pattern's match of the channel name."""
         self.join_params = join_params
+        """The parameters the client sent with its join."""
         self._member = member
         self._user_id = member.id
         self._request_id = request_id
@@ -206,18 +225,22 @@ class JoinContext(_Decidable, _ChannelActions):
 
     @property
     def channel_name(self) -> str:
+        """The name of the channel being joined."""
         return self.channel.name
 
     @property
     def params(self) -> Mapping[str, str]:
+        """Parameters of the channel pattern (``/room/:room``)."""
         return self.route.params
 
     @property
     def query(self) -> Mapping[str, str]:
+        """Query parameters of the channel name, last value wins."""
         return self.route.query
 
     @property
     def user(self) -> User:
+        """The joining user (before :meth:`accept`: its assigns staged for this channel)."""
         if self.accepted:
             return super().user
         return User(self._user_id, dict(self._member.assigns))
@@ -235,10 +258,13 @@ class JoinContext(_Decidable, _ChannelActions):
         return self
 
     def decline(self, status: int = 401, message: str = "Unauthorized connection") -> None:
+        """Refuse the join; the client gets the status and message."""
         self._decide(Decision.DECLINED)
         self.decline_status, self.decline_message = status, message
 
     def assign(self, assigns: Mapping[str, Any]) -> JoinContext:
+        """Merge ``assigns`` into the user's assigns in this channel (before :meth:`accept`:
+        staged with the join)."""
         if not self.accepted:  # before accept: staged with the join
             self._member.assigns.update(check_object(assigns, "assigns"))
             return self
@@ -259,12 +285,17 @@ class EventContext(_ChannelActions):
         request_id: str,
     ) -> None:
         self.channel = channel
+        """The channel the event was sent to."""
         self.event = event
+        """The event name."""
         self.route = route
+        """The event pattern's match of the event name."""
         self.payload = payload
+        """The event's payload."""
         self._user_id = user_id
         self._request_id = request_id
         self.replied = False
+        """Whether :meth:`reply` was called."""
 
     @property
     def params(self) -> Mapping[str, str]:
@@ -273,6 +304,7 @@ class EventContext(_ChannelActions):
 
     @property
     def request_id(self) -> str:
+        """The ``requestId`` the client gave the event."""
         return self._request_id
 
     def _require_member(self) -> None:
@@ -280,6 +312,7 @@ class EventContext(_ChannelActions):
             raise UsageError(f"user {self._user_id} is no longer in {self.channel.name!r}")
 
     def reply(self, event: str, payload: Mapping[str, Any]) -> EventContext:
+        """Answer the requesting user only, echoing its ``requestId``."""
         super().reply(event, payload)
         self.replied = True
         return self
@@ -292,10 +325,14 @@ class OutgoingContext:
 
     def __init__(self, channel: Channel, event: str, payload: dict[str, Any], member: Member):
         self.channel = channel
+        """The channel broadcasting."""
         self.event = event
+        """The event name."""
         self.payload = payload
+        """The payload this recipient gets (see :meth:`transform`)."""
         self._member = member
         self.blocked = False
+        """Whether :meth:`block` was called."""
 
     @property
     def user(self) -> User:
@@ -318,6 +355,8 @@ class LeaveContext:
 
     def __init__(self, channel: Channel, user: User, reason: str) -> None:
         self.channel = channel
+        """The channel left."""
         self.user = user
+        """The user who left, as it was in the channel."""
         self.reason = reason
         """``explicit_leave``, ``connection_closed``, ``evicted:<reason>`` or the caller's."""

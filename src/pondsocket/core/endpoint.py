@@ -43,6 +43,10 @@ UNDECIDED_CONNECTION = "Connection handler completed without accepting or declin
 
 
 class Endpoint:
+    """A path clients connect to, made by :meth:`PondSocket.create_endpoint`: its connection
+    handler accepts or declines each connection, and its channels are declared with
+    :meth:`create_channel`."""
+
     def __init__(
         self,
         path: str,
@@ -110,6 +114,7 @@ class Endpoint:
 
     @property
     def lobbies(self) -> list[Lobby]:
+        """The channel patterns declared with :meth:`create_channel`, in that order."""
         return list(self._lobbies)
 
     def find_lobby(self, channel_name: str) -> tuple[Lobby, Route] | None:
@@ -254,13 +259,16 @@ class Endpoint:
 
     @property
     def channel_names(self) -> list[str]:
+        """Names of the channels open on this node."""
         return list(self._channels)
 
     def get_channel(self, name: str) -> Channel | None:
+        """The channel of that name open on this node, or ``None``."""
         return self._channels.get(name)
 
     @property
     def connection_ids(self) -> list[str]:
+        """Ids of the connections open on this node."""
         return list(self._connections)
 
     def outlets(self) -> list[Outlet]:
@@ -268,6 +276,8 @@ class Endpoint:
         return [connection.outlet for connection in self._connections.values()]
 
     def get_connection_assigns(self, connection_id: str) -> dict[str, Any] | None:
+        """A copy of a connection's connection-level assigns, or ``None`` if it is not
+        open on this node."""
         connection = self._connections.get(connection_id)
         return None if connection is None else dict(connection.assigns)
 
@@ -300,5 +310,6 @@ class Endpoint:
         return True
 
     def close_all(self, code: int, reason: str) -> None:
+        """Close every connection of this endpoint on this node with ``code`` and ``reason``."""
         for connection in list(self._connections.values()):
             connection.outlet.close(code, reason)

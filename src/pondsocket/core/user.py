@@ -16,8 +16,11 @@ class User:
     """A user as handlers see it: a snapshot, not a live object."""
 
     id: str
+    """The user id: its connection's id."""
     assigns: dict[str, Any]
+    """Its assigns (in a channel: that channel's copy)."""
     presence: dict[str, Any] | None = None
+    """Its presence in the channel, or ``None`` if untracked."""
 
 
 @dataclass(slots=True, eq=False)

@@ -23,6 +23,9 @@ class _Stream:
 
 
 class MemoryHistory(HistoryStore):
+    """A :class:`HistoryStore` in this process: for one node, or the nodes of one process
+    sharing an in-memory bus (the history store of :class:`InMemoryPubSub`)."""
+
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
         self._clock = clock

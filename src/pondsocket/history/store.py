@@ -23,8 +23,12 @@ class HistoryUnavailableError(PondSocketError):
 
 @dataclass(frozen=True, slots=True)
 class Stored:
+    """One record a store holds."""
+
     offset: int
+    """Its offset in its stream's epoch (from 1, one more per record)."""
     data: bytes
+    """The record as appended."""
     time: float
     """When it was stored (seconds since the epoch, the storing node's clock)."""
 
@@ -35,11 +39,17 @@ class Slice:
     store still holds (in offset order; none older than the ``ttl`` of the read)."""
 
     epoch: str
+    """The stream's epoch: a random id, new whenever the stream starts over."""
     top: int
+    """The last offset the stream gave out."""
     records: list[Stored]
+    """The records read, in offset order."""
 
 
 class HistoryStore(abc.ABC):
+    """Where channels' recent broadcasts are kept, shared by every node of a cluster: pass
+    one to ``PondSocket(history=...)`` (the model: :mod:`pondsocket.history.store`)."""
+
     @abc.abstractmethod
     async def append(
         self, key: str, records: Sequence[bytes], *, size: int, ttl: float, meta_ttl: float

@@ -43,7 +43,7 @@ _registries: weakref.WeakKeyDictionary[PondSocket, CollectorRegistry] = weakref.
 
 class PondCollector(Collector):
     """Every metric of one server, read when collected. Register it in a registry of
-    your own to serve it with the rest of an app's metrics::
+    your own to serve it with the rest of an app's metrics:
 
         REGISTRY.register(PondCollector(pond))
     """

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from pondsocket.history.store import HistoryStore
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
+"""What :meth:`PubSub.subscribe` calls for each message: ``async def handler(topic, data)``."""
 
 
 class PubSubError(PondSocketError):
@@ -82,12 +83,18 @@ class Subscription(abc.ABC):
     """One handler's subscription; cancel it to stop delivery to that handler."""
 
     pattern: str
+    """The pattern subscribed to."""
 
     @abc.abstractmethod
-    async def cancel(self) -> None: ...
+    async def cancel(self) -> None:
+        """Stop delivering to this handler; the pattern's other handlers keep theirs."""
 
 
 class BusState(enum.Enum):
+    """A change of a backend's link to its broker, told to :meth:`PubSub.add_state_listener`
+    listeners: ``DISCONNECTED``, then ``RECONNECTED`` once every subscription is restored
+    (what was published meanwhile may be lost)."""
+
     DISCONNECTED = "disconnected"
     RECONNECTED = "reconnected"
 
@@ -96,6 +103,9 @@ StateListener = Callable[[BusState], None]
 
 
 class PubSub(abc.ABC):
+    """The bus between the nodes of a cluster, implemented by every backend (the contract:
+    :mod:`pondsocket.pubsub.base`). Pass one to ``PondSocket(pubsub=...)``."""
+
     _state_listeners: list[StateListener]
 
     def add_state_listener(self, listener: StateListener) -> Callable[[], None]:
@@ -112,16 +122,23 @@ class PubSub(abc.ABC):
                 logging.getLogger("pondsocket.pubsub").exception("state listener failed")
 
     @abc.abstractmethod
-    async def subscribe(self, pattern: str, handler: MessageHandler) -> Subscription: ...
+    async def subscribe(self, pattern: str, handler: MessageHandler) -> Subscription:
+        """Call ``handler(topic, data)`` for every message on a topic ``pattern`` matches
+        (an exact topic, or a ``prefix.*``); cancel the returned handle to stop."""
 
     @abc.abstractmethod
-    async def unsubscribe(self, pattern: str) -> None: ...
+    async def unsubscribe(self, pattern: str) -> None:
+        """Drop every handler subscribed to ``pattern``."""
 
     @abc.abstractmethod
-    async def publish(self, topic: str, data: bytes) -> None: ...
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Send ``data`` to every subscriber of a pattern matching ``topic``, this node's
+        own included."""
 
     @abc.abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release the backend; idempotent. Any later call raises
+        :class:`PubSubClosedError`."""
 
     def history_store(self) -> HistoryStore | None:
         """The channel-history store that lives where this bus does (Redis Streams for

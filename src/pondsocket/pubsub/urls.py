@@ -28,7 +28,7 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
 
 
 class UnknownPubSubURL(ValueError):
-    pass
+    """The URL given to :func:`connect_url` has a scheme no backend serves."""
 
 
 async def connect_url(url: str, **options: Any) -> PubSub:
