@@ -66,7 +66,7 @@ class PondSocket:
             self.options.max_connections, self.options.max_connections_per_address
         )
         """The connection counts and the bounds they are held to, shared by the endpoints."""
-        self._tasks = TaskSet()
+        self._tasks = TaskSet(lambda what, exc: self.metrics.recent_errors.record(what, "", exc))
         self.cluster = ClusterNode(
             self.pubsub, self._tasks.spawn, node_id=node_id, options=cluster, alone=alone
         )

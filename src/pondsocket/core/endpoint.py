@@ -141,6 +141,7 @@ class Endpoint:
             ctx.decline(403, "Origin not allowed")
             self.metrics.origin_refused += 1
             self.metrics.connections_declined += 1
+            self.metrics.recent_errors.record("origin refused", self.path, repr(origin))
             self._origin_refusals.warning(
                 "refused a handshake to %s from origin %r (HTTP 403): not allowed by "
                 "PondOptions.allowed_origins (default: same origin only)",
@@ -153,6 +154,7 @@ class Endpoint:
         if refusal is not None:
             ctx.decline(*refusal)
             self.metrics.connections_limited += 1
+            self.metrics.recent_errors.record("connection limit", self.path, refusal[1])
             self.metrics.connections_declined += 1
             return ctx
         self.limits.add(address)  # a handshake in progress holds a place too
@@ -162,6 +164,7 @@ class Endpoint:
         except TimeoutError:
             if ctx.decision is Decision.PENDING:
                 ctx.decline(408, "Handshake timed out")
+            self.metrics.recent_errors.record("handshake timeout", self.path, "HTTP 408")
             self._slow_handshakes.warning(
                 "the connection handler of %s took more than handshake_timeout (%.1f s):"
                 " cancelled, the handshake refused (HTTP 408)",
@@ -185,6 +188,7 @@ class Endpoint:
         except Exception as exc:
             self._handler_failures.error(self, exc, "connection handler of %s failed", self.path)
             self.metrics.handler_errors += 1
+            self.metrics.recent_errors.record("connection handler", self.path, exc)
             if ctx.decision is Decision.PENDING:
                 ctx.decline(500, "Internal Server Error")
         if ctx.decision is Decision.PENDING:
@@ -274,6 +278,10 @@ class Endpoint:
     def outlets(self) -> list[Outlet]:
         """The outlets of the open connections (the metrics sample their queues)."""
         return [connection.outlet for connection in self._connections.values()]
+
+    def connections(self) -> list[Connection]:
+        """The open connections of this node (the admin page lists them)."""
+        return list(self._connections.values())
 
     def get_connection_assigns(self, connection_id: str) -> dict[str, Any] | None:
         """A copy of a connection's connection-level assigns, or ``None`` if it is not

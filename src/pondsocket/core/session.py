@@ -287,6 +287,7 @@ class Session:
             # Keyed by the handler, not the channel name: a client picks names at will.
             _failures.error(ctx.channel.lobby, exc, "join handler for %s failed", msg.channelName)
             self._metrics.handler_errors += 1
+            self._metrics.recent_errors.record("join handler", msg.channelName, exc)
         if ctx.decision is not Decision.PENDING:
             return False  # already accepted (the ACK went out) or declined (answered below)
         self._refuse_join(msg, ErrorCode.CHANNEL_ERROR, message, status)
@@ -317,6 +318,8 @@ class Session:
                 handler, exc, "handler for event %r in %s failed", msg.event, msg.channelName
             )
             self._metrics.handler_errors += 1
+            where = f"{msg.channelName} event {msg.event!r}"
+            self._metrics.recent_errors.record("event handler", where, exc)
             self._event_error(msg, EVENT_HANDLER_ERROR, INTERNAL_ERROR, 500)
         finally:
             self._metrics.handler_latency.observe(time.perf_counter() - started)

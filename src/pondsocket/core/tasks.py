@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pondsocket.core.ratelog import FailureLog
@@ -14,8 +14,9 @@ _failures = FailureLog(log)  # leave handlers fail per client: the first traceba
 
 
 class TaskSet:
-    def __init__(self) -> None:
+    def __init__(self, on_failure: Callable[[str, BaseException], None] | None = None) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
+        self._on_failure = on_failure  # the server's recent errors (the admin page)
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -29,6 +30,8 @@ class TaskSet:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             _failures.error(what, exc, "%s failed", what)
+            if self._on_failure is not None:
+                self._on_failure(what, exc)
 
     async def drain(self, timeout: float) -> None:
         """Wait for running tasks, cancelling what is still running after ``timeout``."""
