@@ -10,6 +10,7 @@ from typing import Any, overload
 
 import orjson
 
+from pondsocket.admin import AdminSite
 from pondsocket.cluster.node import ClusterNode
 from pondsocket.cluster.options import ClusterOptions
 from pondsocket.core.endpoint import ConnectionHandler, Endpoint
@@ -18,6 +19,7 @@ from pondsocket.core.limits import ConnectionLimits
 from pondsocket.core.metrics import Metrics
 from pondsocket.core.options import PondOptions
 from pondsocket.core.outlet import CloseCode
+from pondsocket.core.request import ConnectionRequest
 from pondsocket.core.tasks import TaskSet
 from pondsocket.errors import UsageError
 from pondsocket.history.service import HistoryService
@@ -29,6 +31,7 @@ from pondsocket.pubsub.memory import InMemoryPubSub
 from pondsocket.routing import Route
 from pondsocket.transports import standalone
 from pondsocket.transports.asgi import ASGIApp
+from pondsocket.transports.host import HttpResponse
 
 log = logging.getLogger("pondsocket")
 
@@ -93,6 +96,7 @@ class PondSocket:
         self._stopping = False
         self.metrics_listener: MetricsListener | None = None
         """The separate metrics port (``PondOptions.metrics_port``) once started."""
+        self._admin = AdminSite(self)
 
     @overload
     def create_endpoint(
@@ -281,6 +285,19 @@ class PondSocket:
         if options.metrics_port is None and path == options.metrics_path:
             return metrics_response(self)
         return None
+
+    async def http_request(
+        self, method: str, path: str, request: Callable[[], ConnectionRequest]
+    ) -> HttpResponse | None:
+        """The answer to a plain HTTP request (no upgrade) that the server gives itself,
+        else ``None``: :meth:`http_get` for ``GET`` s, and the admin page and its API under
+        ``PondOptions.admin_path`` (docs/admin.md). Both transports call it; ``request()``
+        builds the headers and client only for a path that needs them."""
+        if method == "GET":
+            answer = self.http_get(path)
+            if answer is not None:
+                return HttpResponse(*answer)
+        return await self._admin.answer(method, path, request)
 
     def metrics_snapshot(self) -> dict[str, float]:
         """Every metric of docs/metrics.md as plain values, ``{'name{label="v"}': value}``

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.support import eventually
 
 from pondsocket import PondSocket
 from pondsocket.core.contexts import EventContext, JoinContext, LeaveContext
 from pondsocket.core.recent import RecentErrors
 from pondsocket.testing import ConnectionDeclined, TestClient
+from tests.support import eventually
 
 
 def test_ring_is_bounded_and_coalesces_repeats() -> None:

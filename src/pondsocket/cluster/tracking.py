@@ -75,6 +75,10 @@ class NodeRegistry:
     def forget(self, node_id: str) -> None:
         self._peers.pop(node_id, None)
 
+    def last_seen(self) -> dict[str, float]:
+        """Each known peer and when it was last heard from (the clock ``heartbeat`` got)."""
+        return {node_id: peer.last_seen for node_id, peer in self._peers.items()}
+
 
 class RecentIds:
     """The last ``size`` message ids, to drop duplicates."""

@@ -99,6 +99,12 @@ class Channel:
         """Members on every node (remote ones as last announced by their nodes)."""
         return [*self._members, *(uid for uid, _ in self._remote.items())]
 
+    def counts(self) -> tuple[int, int, int]:
+        """Members on this node, members on every node, tracked presences: without copying
+        anything (the admin page reads them for every channel each second)."""
+        local = len(self._members)
+        return local, local + len(self._remote), len(self._presence)
+
     def has_user(self, user_id: str) -> bool:
         """Whether ``user_id`` is a member connected to this node."""
         return user_id in self._members

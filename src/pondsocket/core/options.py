@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pondsocket.core.origin import validate_allowed_origins
 from pondsocket.core.proxies import DEFAULT_TRUSTED_PROXIES, validate_trusted_proxies
-from pondsocket.errors import UsageError
+from pondsocket.core.request import ConnectionRequest
+from pondsocket.errors import InvalidOptionError, UsageError
+
+AdminCheck = Callable[[ConnectionRequest], bool | Awaitable[bool]]
+"""The app's own check of an admin API request (``PondOptions.admin_auth``)."""
+# Segments of unreserved URL characters: the page links to its script relative to its
+# last segment, so nothing there needs escaping in HTML or in a URL.
+_ADMIN_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+_MIN_TOKEN = 16
 
 
 class OverflowPolicy(enum.StrEnum):
@@ -129,6 +138,20 @@ class PondOptions:
     metrics_host: str = "127.0.0.1"
     """Interface of ``metrics_port`` (``"0.0.0.0"`` for a scraper on another host)."""
 
+    admin_path: str | None = None
+    """Serve the admin page (docs/admin.md) here, e.g. ``"/admin"``: the cluster's nodes,
+    channels, members and presence, connections and their queues, rates, the last errors,
+    and buttons to evict a user and close a connection. Off by default; needs
+    ``admin_token`` or ``admin_auth``. Its JSON API lives below it (``/admin/api/...``)."""
+    admin_token: str | None = field(default=None, repr=False)
+    """The secret the admin API requires as ``Authorization: Bearer <token>`` (at least
+    16 visible ASCII characters; compared in constant time). Not shown by ``repr``."""
+    admin_auth: AdminCheck | None = None
+    """The app's own check of an admin API request instead of (or besides) the token:
+    ``admin_auth(request)`` gets the :class:`~pondsocket.core.request.ConnectionRequest`
+    (headers, cookies, client address) and returns, or awaits, ``True`` to let it in.
+    Either credential admits a request."""
+
     def __post_init__(self) -> None:
         # a tuple, so the options stay hashable and nobody mutates the list afterwards
         object.__setattr__(self, "allowed_origins", validate_allowed_origins(self.allowed_origins))
@@ -151,6 +174,7 @@ class PondOptions:
             value = getattr(self, name)
             if value is not None and not value.startswith("/"):
                 raise UsageError(f"{name} must start with '/' (or be None)")
+        _check_admin(self)
         if self.handshake_timeout <= 0:
             raise UsageError("handshake_timeout must be positive")
         if self.max_message_size <= 0:
@@ -185,3 +209,35 @@ class PondOptions:
     @property
     def transport_frame_limit(self) -> int:
         return self.max_frame_size or 4 * self.max_message_size
+
+
+def _check_admin(options: PondOptions) -> None:
+    token, path = options.admin_token, options.admin_path
+    if token is not None and (
+        not isinstance(token, str)
+        or len(token) < _MIN_TOKEN
+        or not all("!" <= char <= "~" for char in token)
+    ):
+        raise InvalidOptionError(
+            f"admin_token must be at least {_MIN_TOKEN} visible ASCII characters (no spaces),"
+            " e.g. secrets.token_urlsafe(32)"
+        )
+    if options.admin_auth is not None and not callable(options.admin_auth):
+        raise InvalidOptionError("admin_auth must be a callable: admin_auth(request) -> bool")
+    if path is None:
+        return
+    if not isinstance(path, str) or _ADMIN_PATH.fullmatch(path) is None:
+        raise InvalidOptionError(
+            "admin_path must be a path such as '/admin': '/'-separated segments of letters,"
+            " digits and '-._~', without a trailing '/'"
+        )
+    metrics = options.metrics_path if options.metrics_port is None else None
+    if path in (options.health_path, options.ready_path, metrics):
+        raise InvalidOptionError(
+            f"admin_path {path!r} is already the health, ready or metrics path"
+        )
+    if token is None and options.admin_auth is None:
+        raise InvalidOptionError(
+            "admin_path is set but neither admin_token nor admin_auth is: the admin API evicts"
+            " users and closes connections, so it needs a credential (docs/admin.md)"
+        )

@@ -187,10 +187,16 @@ class ASGIApp:
     # -- http and lifespan ---------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        answer = self.pond.http_get(endpoint_path(scope)) if scope.get("method") == "GET" else None
+        path = endpoint_path(scope)
+        query = scope.get("query_string", b"").decode("latin-1")
+        answer = await self.pond.http_request(
+            str(scope.get("method", "GET")), path, lambda: connection_request(scope, path, query)
+        )
         if answer is not None:
-            status, content_type, body = answer
-            await respond(send, status, body, content_type=content_type.encode())
+            headers = [(name.encode(), value.encode()) for name, value in answer.headers]
+            await respond(
+                send, answer.status, answer.body, headers, content_type=answer.content_type.encode()
+            )
             return
         if self.http_app is not None:
             await self.http_app(scope, receive, send)

@@ -4,13 +4,27 @@ server (the composition root) can import them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from pondsocket.core.endpoint import Endpoint
     from pondsocket.core.metrics import Metrics
     from pondsocket.core.options import PondOptions
+    from pondsocket.core.request import ConnectionRequest
     from pondsocket.routing import Route
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A plain HTTP answer the server gives itself (health, metrics, the admin page)."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers besides ``Content-Type`` and ``Content-Length``."""
 
 
 class Host(Protocol):
@@ -32,9 +46,13 @@ class Host(Protocol):
         """``(status, JSON body)`` when ``path`` is a health check, else ``None``."""
         ...
 
-    def http_get(self, path: str) -> tuple[int, str, bytes] | None:
-        """``(status, content type, body)`` when the server answers a plain ``GET path``
-        itself (health checks, metrics), else ``None``."""
+    async def http_request(
+        self, method: str, path: str, request: Callable[[], ConnectionRequest]
+    ) -> HttpResponse | None:
+        """The answer to a plain HTTP request (no upgrade) that the server gives itself
+        (health checks, metrics, the admin page), else ``None``. ``request()`` builds the
+        request's headers and client only for the paths that need them. The body is never
+        read: no such path takes one (the standalone server cannot receive one)."""
         ...
 
     async def startup(self) -> None:

@@ -400,9 +400,15 @@ class StandaloneServer:
         target = request.path  # the request target: path plus optional ?query
         path, _, query = target.partition("?")
         if not _is_upgrade(request.headers):
-            answer = self._pond.http_get(path)
+            answer = await self._pond.http_request(
+                request.method,
+                path,
+                lambda: ConnectionRequest.from_raw(
+                    path, query, request.headers.raw_items(), _client_address(connection)
+                ),
+            )
             if answer is not None:
-                return _response(*answer)
+                return _response(answer.status, answer.content_type, answer.body, answer.headers)
             page = self._http_routes.get(path)
             if page is not None:
                 return _response(200, page[0], page[1])
@@ -501,7 +507,9 @@ def _client_address(connection: ServerConnection) -> tuple[str, int] | None:
     return None
 
 
-def _response(status: int, content_type: str, body: bytes) -> Response:
+def _response(
+    status: int, content_type: str, body: bytes, extra: tuple[tuple[str, str], ...] = ()
+) -> Response:
     try:
         phrase = http.HTTPStatus(status).phrase
     except ValueError:  # a custom decline status such as 499
@@ -512,6 +520,7 @@ def _response(status: int, content_type: str, body: bytes) -> Response:
             ("Connection", "close"),
             ("Content-Length", str(len(body))),
             ("Content-Type", content_type),
+            *extra,
         ]
     )
     return Response(status, phrase, headers, body)
