@@ -49,6 +49,7 @@ ACTION_HEADER = "x-pond-admin"
 _ASSETS = {
     "admin.js": "text/javascript; charset=utf-8",
     "admin.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 _MAX_QUERY = 4096  # characters: what the longest valid arguments take, percent-encoded
 # Each API call: its method and its arguments, with the longest value each may have.

@@ -46,7 +46,11 @@
   }
 
   function table(id, heads, rows, empty) {
-    const head = el('thead', null, el('tr', null, ...heads.map((h) => el('th', null, h))));
+    // A column of numbers is right-aligned, its heading too.
+    const first = rows[0] ? [...rows[0].children] : [];
+    const numeric = (i) => Boolean(first[i] && first[i].classList.contains('num'));
+    const head = el('thead', null, el('tr', null,
+      ...heads.map((h, i) => el('th', { className: numeric(i) ? 'num' : '' }, h))));
     const body = el('tbody');
     if (rows.length === 0) {
       const cell = el('td', { className: 'empty' }, empty);
@@ -253,13 +257,21 @@
     table('errors', ['Time', 'Kind', 'Where', 'Error', ''], rows, 'none since the node started');
   }
 
+  let toastTimer = null;
+
+  function toast(text) {
+    $('action').textContent = text;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { $('action').textContent = ''; }, 8000);
+  }
+
   async function act(name, params, done) {
     try {
       await api('POST', name, params);
-      $('action').textContent = done;
+      toast(done);
     } catch (error) {
       if (error instanceof Unauthorized) showLogin('The token was refused.');
-      else $('action').textContent = `${name} failed: ${error.message}`;
+      else toast(`${name} failed: ${error.message}`);
     }
     refresh();
   }
