@@ -114,6 +114,7 @@ class NodeProcess:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.port = 0
+        self.keep_port = False  # a restart listens on the port of the first start
         self.proc: asyncio.subprocess.Process | None = None
         self.returncode: int | None = None
         self._ready: asyncio.Future[int] | None = None
@@ -132,7 +133,7 @@ class NodeProcess:
     def _args(self) -> list[str]:
         args = [
             sys.executable, "-m", "tests.cluster_node_app",
-            "--port", "0",
+            "--port", str(self.port if self.keep_port else 0),
             "--redis", self.redis_url,
             "--node-id", self.node_id,
             "--namespace", self.namespace,

@@ -191,14 +191,18 @@ async def test_broadcast_from_is_not_replayed_to_its_sender() -> None:
 
 
 class SlowHistory(MemoryHistory):
-    """Reads wait for ``gate``: live broadcasts arrive while a member catches up."""
+    """Reads wait for ``gate``: live broadcasts arrive while a member catches up. The
+    answer is what the store held when asked, or (``late=True``) once the gate opens."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, late: bool = False) -> None:
         super().__init__()
         self.gate = asyncio.Event()
         self.gate.set()
+        self.late = late
 
     async def read(self, key: str, after: int, limit: int, *, ttl: float, meta_ttl: float) -> Slice:
+        if self.late:
+            await self.gate.wait()
         found = await super().read(key, after, limit, ttl=ttl, meta_ttl=meta_ttl)
         await self.gate.wait()
         return found
@@ -224,6 +228,59 @@ async def test_live_broadcasts_during_recovery_come_after_it_once() -> None:
     await eventually(lambda: len(said(bob)) == 5, "bob caught up")
     assert numbers(said(bob)) == [1, 2, 3, 4, 5]
     assert signal(bob)["recovered"] is True
+
+
+def slow_pond() -> tuple[PondSocket, SlowHistory]:
+    store = SlowHistory(late=True)
+    pond = PondSocket(history=store)
+    endpoint = pond.create_endpoint("/socket", lambda ctx: ctx.accept())
+    lobby = endpoint.create_channel("/room/:id", lambda ctx: ctx.accept()).history(size=50)
+    lobby.on_message("say", lambda ctx: ctx.broadcast("said", ctx.payload))
+    return pond, store
+
+
+def positions(conn: TestConnection) -> list[int]:
+    return [f["payload"]["_position"]["offset"] for f in said(conn)]
+
+
+async def test_a_fresh_join_gets_what_is_broadcast_while_its_position_is_read() -> None:
+    # The store's top, read after the join, counts broadcasts sent after it: they must
+    # still reach the member, and the position it is told must lie below them.
+    pond, store = slow_pond()
+    alice = await joined(pond)
+    await say(alice, 1, 2, 3)
+    await eventually(lambda: len(said(alice)) == 3, "three")
+    store.gate.clear()
+    bob = await TestClient(pond).connect("/socket")
+    await bob.join(ROOM)
+    await say(alice, 4, 5)  # after bob's join, before his position is read
+    await eventually(lambda: len(said(alice)) == 5, "five")
+    store.gate.set()
+    await eventually(lambda: len(said(bob)) == 2, "bob got both")
+    assert numbers(said(bob)) == [4, 5]
+    told = signal(bob)
+    assert (told["recovered"], told["reason"], told["offset"]) == (False, "not_requested", 3)
+    assert all(offset > told["offset"] for offset in positions(bob))
+    await say(alice, 6)
+    await eventually(lambda: len(said(bob)) == 3, "then live")
+    assert numbers(said(bob)) == [4, 5, 6]
+
+
+async def test_the_first_member_on_a_node_gets_what_arrives_while_it_is_read() -> None:
+    pond, store = slow_pond()
+    store.gate.clear()
+    bob = await TestClient(pond).connect("/socket")
+    await bob.join(ROOM)  # the first member: this node has delivered nothing yet
+    channel = pond.endpoints[0].get_channel(ROOM)
+    assert channel is not None and pond.history.store is not None
+    record = b'{"e":"said","p":{"n":1},"r":"ALL_USERS","s":"other","q":"q1"}'
+    key = pond.cluster.topic_of(channel)
+    epoch, offsets = await store.append(key, [record], size=50, ttl=60, meta_ttl=600)
+    position = {"offset": offsets[0], "epoch": epoch}
+    channel.deliver_remote("said", {"n": 1, "_position": position}, "ALL_USERS", "other", "q1")
+    store.gate.set()
+    await eventually(lambda: len(said(bob)) == 1, "bob got it")
+    assert signal(bob)["offset"] == offsets[0] - 1
 
 
 async def test_the_app_reads_the_history() -> None:

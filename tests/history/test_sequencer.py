@@ -40,9 +40,21 @@ def test_duplicates_are_dropped() -> None:
 def test_start_at_a_known_position() -> None:
     seq = Sequencer(10)
     seq.start_at("e1", 7)
-    assert seq.offer(rec(7)).ready == []  # before the position: delivered already
     assert seq.offer(rec(9)).waiting
     assert offsets(seq.offer(rec(8)).ready) == [8, 9]
+    assert seq.last == 9
+
+
+def test_what_was_on_its_way_at_the_start_is_let_through_once() -> None:
+    # The store said 7; 6 and 7 were stored before that but reach this node after it.
+    seq = Sequencer(10)
+    seq.start_at("e1", 7)
+    assert offsets(seq.offer(rec(7)).ready) == [7]
+    assert offsets(seq.offer(rec(6)).ready) == [6]
+    assert seq.offer(rec(7)).ready == []  # a second copy: dropped
+    assert seq.offer(rec(-3)).ready == []  # further back than the limit
+    assert offsets(seq.offer(rec(8)).ready) == [8]
+    assert seq.last == 8
 
 
 def test_skip_gives_up_the_gap() -> None:

@@ -32,6 +32,9 @@ log = logging.getLogger("pondsocket.client")
 Handler = Callable[[Message], object]
 RecoveryCallback = Callable[["Recovery"], object]
 _FINAL = (ChannelState.CLOSED, ChannelState.DECLINED)
+# How far below the last position a broadcast may still arrive late (and be told from a
+# duplicate by its offset): the few stored while a join's position was being read.
+_LATE_WINDOW = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,8 @@ class Channel:
         self.dropped = 0
         """Messages dropped from the ``async for`` buffer because it was full (oldest first)."""
         self.duplicates = 0
+        self._seen: set[int] = set()  # the offsets of the last _LATE_WINDOW broadcasts
+        self._seen_order: deque[int] = deque(maxlen=_LATE_WINDOW)
         self._client = client
         self._buffer: deque[Message] = deque(maxlen=client.options.max_buffered_messages)
         self._wakeup = asyncio.Event()
@@ -262,8 +267,9 @@ class Channel:
             self._deliver(Message.from_frame(frame))
 
     def _note_position(self, position: object) -> bool:
-        """Keep the last position; False for a broadcast already delivered (same epoch,
-        offset not above the last one)."""
+        """Keep the last position; False for a broadcast already delivered. One at or
+        below the last position is new only if it is recent and not seen yet: a broadcast
+        stored just before the join's position was read may still arrive after it."""
         if not isinstance(position, dict):
             return True
         offset, epoch = position.get("offset"), position.get("epoch")
@@ -271,9 +277,18 @@ class Channel:
             return True
         last = self.position
         if last is not None and last.get("epoch") == epoch and offset <= last["offset"]:
-            self.duplicates += 1
-            return False
-        self.position = {"offset": offset, "epoch": epoch}
+            if offset in self._seen or offset <= last["offset"] - _LATE_WINDOW:
+                self.duplicates += 1
+                return False
+        else:
+            if last is None or last.get("epoch") != epoch:
+                self._seen.clear()
+                self._seen_order.clear()
+            self.position = {"offset": offset, "epoch": epoch}
+        if len(self._seen_order) == self._seen_order.maxlen:
+            self._seen.discard(self._seen_order[0])
+        self._seen_order.append(offset)
+        self._seen.add(offset)
         return True
 
     def _on_recovery(self, payload: dict[str, Any]) -> None:

@@ -158,6 +158,9 @@ class Recorder(Protocol):
 
 @dataclass(slots=True)
 class _Hold:
+    at: int | None = None
+    """The last offset delivered here when the hold began (``None``: none yet)."""
+    epoch: str | None = None
     messages: list[Recorded] = field(default_factory=list)
     overflowed: bool = False
 
@@ -173,6 +176,8 @@ class MemberPositions:
 
     def __init__(self) -> None:
         self.epoch: str | None = None
+        self.last: int | None = None
+        """The last offset delivered to this channel's members here."""
         self._floors: dict[str, int] = {}
         self._held: dict[str, _Hold] = {}
 
@@ -181,6 +186,7 @@ class MemberPositions:
         ``None``: nobody is excluded."""
         if recorded.epoch != self.epoch:
             self.reset(recorded.epoch)
+        self.last = recorded.offset
         if not self._held and not self._floors:
             return None
         skip: set[str] = set()
@@ -200,33 +206,40 @@ class MemberPositions:
 
     def reset(self, epoch: str) -> None:
         """The stream restarted (a new epoch): what members had says nothing any more."""
-        self.epoch = epoch
+        self.epoch, self.last = epoch, None
         self._floors.clear()
 
     def hold(self, user_id: str) -> None:
-        self._held[user_id] = _Hold()
+        self._held[user_id] = _Hold(self.last, self.epoch)
 
     def is_held(self, user_id: str) -> bool:
         return user_id in self._held
 
     def release(
         self, user_id: str, replay: list[Recorded], start: Position | None
-    ) -> tuple[list[Recorded], list[Recorded], bool]:
-        """End a member's hold. Before ``replay`` it is at ``start`` (``None``: unknown);
-        returns the replay to send, then the held messages to send after the recovery
-        signal (both past what it has), and whether the hold overflowed."""
+    ) -> tuple[list[Recorded], list[Recorded], bool, int | None]:
+        """End a member's hold. Before ``replay`` it is at ``start``; ``None``: nothing is
+        replayed and it starts where it joined (it gets every broadcast delivered here
+        since then). Returns the replay to send, then the held messages to send after the
+        recovery signal (both past what it has), whether the hold overflowed, and (for
+        ``start=None``) the offset it joined at, if known: the position to tell it."""
         hold = self._held.pop(user_id, _Hold())
-        floor = 0
+        floor, joined_at = 0, None
         if start is not None:
             if self.epoch is None:
                 self.epoch = start.epoch
             if start.epoch == self.epoch:
                 floor = start.offset
+        elif hold.at is not None and hold.epoch == self.epoch:
+            joined_at = hold.at
+        else:
+            first = next((r for r in hold.messages if r.epoch == self.epoch), None)
+            joined_at = None if first is None else first.offset - 1
         replayed, floor = self._past(floor, replay)
         later, floor = self._past(floor, hold.messages)
         if floor:
             self._floors[user_id] = floor
-        return replayed, later, hold.overflowed
+        return replayed, later, hold.overflowed, joined_at
 
     def _past(self, floor: int, messages: list[Recorded]) -> tuple[list[Recorded], int]:
         out: list[Recorded] = []

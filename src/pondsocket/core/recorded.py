@@ -118,7 +118,13 @@ class RecordedStream:
         member = self._channel.local_member(user_id)
         if member is None or not self.positions.is_held(user_id):
             return  # it left meanwhile
-        replayed, later, overflowed = self.positions.release(user_id, replay, start)
+        positions = self.positions
+        replayed, later, overflowed, joined_at = positions.release(user_id, replay, start)
+        if joined_at is not None and signal.get("epoch") in (None, positions.epoch):
+            # Not the store's top: broadcasts recorded before it but delivered here after
+            # the join are sent to the member, so its position must lie below them. (A
+            # store in another epoch, its data lost, is the stream from now on: keep it.)
+            signal = {**signal, "offset": joined_at, "epoch": positions.epoch}
         if overflowed:
             signal = {**signal, "recovered": False, "reason": "overflow"}
         for batch in (replayed, None, later):

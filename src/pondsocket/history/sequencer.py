@@ -33,6 +33,8 @@ class Sequencer:
         """The next offset to deliver (``None`` until the first message or position)."""
         self._waiting: dict[int, Recorded] = {}
         self._limit = limit
+        self._start: int | None = None
+        self._late: set[int] = set()
 
     @property
     def waiting(self) -> bool:
@@ -50,9 +52,14 @@ class Sequencer:
         return None if self.next is None else self.next - 1
 
     def start_at(self, epoch: str, last: int) -> None:
-        """Learn the stream's position (from the store) before any message arrived."""
+        """Learn the stream's position (from the store) before any message arrived.
+
+        Broadcasts stored up to ``last`` may still be on their way here: nothing was
+        delivered here yet, so each of them (within ``limit`` of it) is let through once
+        when it arrives, out of line; only the later ones wait for their turn."""
         if self.next is None:
             self.epoch, self.next = epoch, last + 1
+            self._start = last
 
     def offer(self, recorded: Recorded) -> Placed:
         nxt = self.next
@@ -65,15 +72,31 @@ class Sequencer:
         elif recorded.epoch != self.epoch:
             self.epoch, self.next = recorded.epoch, recorded.offset
             self._waiting.clear()
+            self._start = None
+            self._late.clear()
             placed.reset = True
         if recorded.offset < self.next:
-            return placed  # delivered already
+            if self._is_late(recorded):
+                self._late.add(recorded.offset)
+                placed.ready.append(recorded)
+            return placed  # else delivered already
         self._waiting.setdefault(recorded.offset, recorded)
         self._drain(placed)
         if len(self._waiting) > self._limit:  # the gap will not be filled in time
             self._skip(placed)
         placed.waiting = bool(self._waiting)
         return placed
+
+    def _is_late(self, recorded: Recorded) -> bool:
+        """Stored before :meth:`start_at`'s position, arriving after it, not seen yet."""
+        start, offset = self._start, recorded.offset
+        return (
+            start is not None
+            and recorded.epoch == self.epoch
+            and start - self._limit < offset <= start
+            and offset not in self._late
+            and len(self._late) < self._limit
+        )
 
     def skip(self) -> Placed:
         """Give up on the current gap: deliver from the lowest waiting offset on."""

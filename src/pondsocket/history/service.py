@@ -428,12 +428,12 @@ class HistoryService:
             if not isinstance(since, Position):
                 why = "invalid" if since == INVALID else "not_requested"
                 self.stats.recoveries_failed += since == INVALID
-                _finish(channel, user_id, now, [], signal(False, why, 0, now))
+                _finish(channel, user_id, None, [], signal(False, why, 0, now))
                 continue
             refused, replay = replay_for(since, found)
             if refused is not None:
                 self.stats.recoveries_failed += 1
-                _finish(channel, user_id, now, [], signal(False, refused, 0, now))
+                _finish(channel, user_id, None, [], signal(False, refused, 0, now))
                 continue
             self.stats.recoveries += 1
             _finish(channel, user_id, since, replay, signal(True, None, len(replay), now))
