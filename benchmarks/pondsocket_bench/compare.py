@@ -201,7 +201,7 @@ async def _serve(args):
     app = build_app(args)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", args.port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,
@@ -239,6 +239,7 @@ async def _serve(args):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--presence", action="store_true")
+    parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--redis")
     parser.add_argument("--namespace", default="bench")
     parser.add_argument("--max-seconds", type=float, default=600.0)

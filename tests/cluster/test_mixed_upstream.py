@@ -2,26 +2,22 @@
 Redis, same prefix and namespace. Every way a user goes away (leave, disconnect, eviction,
 node death) must reach the clients of the other node as a presence ``LEAVE``.
 
-Upstream is installed from PyPI into a venv of its own by the test setup (the bench's cache
-venvs, :func:`pondsocket_bench.compare.ensure_env`), never vendored, and runs the app
-below on uvicorn. Its own defects (docs/protocol.md) are marked as expected failures.
+Upstream runs the app below on uvicorn (tests/upstream.py installs it). Its own defects
+(docs/protocol.md) are marked as expected failures.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pondsocket_bench.compare import EnvError, SystemEnv, SystemSpec, ensure_env
+from pondsocket_bench.compare import SystemEnv
 from tests.cluster.conftest import Cluster
-from tests.cluster.helpers import ROOM, NodeProcess, WsClient, _die_with_parent, _live_pids
+from tests.cluster.helpers import ROOM, NodeProcess, WsClient
+from tests.upstream import UpstreamNode, upstream_env
 
 pytestmark = pytest.mark.slow
 
@@ -61,59 +57,10 @@ def build_app(args):
     return PondASGIApp(pond)
 """
 
-UPSTREAM_CLUSTER = SystemSpec(
-    name="upstream-cluster",
-    requirements=("pondsocket==0.0.7", "pondsocket-asgi==0.0.6", "redis>=5.2"),
-    app_source=_APP,
-    scenarios=frozenset(),
-)
-
 
 @pytest.fixture(scope="session")
-def upstream_env() -> SystemEnv:
-    try:
-        return ensure_env(UPSTREAM_CLUSTER, quiet=True)
-    except EnvError as exc:
-        pytest.fail(f"could not install upstream pondsocket 0.0.7 from PyPI: {exc}")
-
-
-class UpstreamNode:
-    """The upstream node as a process; ``READY <port>`` on stdout once listening."""
-
-    def __init__(self, env: SystemEnv, redis_url: str, namespace: str, log: Path) -> None:
-        self.env, self.redis_url, self.namespace, self.log = env, redis_url, namespace, log
-        self.proc: asyncio.subprocess.Process | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/socket"
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                str(self.env.python), str(self.env.app_file),
-                "--redis", self.redis_url, "--namespace", self.namespace,
-                "--parent", str(os.getpid()),
-                stdout=asyncio.subprocess.PIPE, stderr=log,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            )  # fmt: skip
-        _live_pids.add(self.proc.pid)
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(30):
-            while True:
-                line = (await self.proc.stdout.readline()).decode()
-                if not line:
-                    raise AssertionError(f"upstream node exited: {self.log.read_text()[-2000:]}")
-                if line.startswith("READY "):
-                    self.port = int(line.split()[1])
-                    return
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
-            await self.proc.wait()
-            _live_pids.discard(self.proc.pid)
+def upstream_cluster_env() -> SystemEnv:
+    return upstream_env("upstream-cluster", _APP, "redis>=5.2")
 
 
 class Mixed:
@@ -139,9 +86,12 @@ class Mixed:
 
 
 @pytest.fixture
-async def mixed(cluster: Cluster, upstream_env: SystemEnv, tmp_path: Path) -> AsyncIterator[Mixed]:
+async def mixed(
+    cluster: Cluster, upstream_cluster_env: SystemEnv, tmp_path: Path
+) -> AsyncIterator[Mixed]:
     (ours,) = await cluster.start("ours", **OURS)
-    upstream = UpstreamNode(upstream_env, cluster.redis_url, cluster.namespace, tmp_path / "up.log")
+    args = ["--redis", cluster.redis_url, "--namespace", cluster.namespace]
+    upstream = UpstreamNode(upstream_cluster_env, tmp_path / "up.log", args)
     await upstream.start()
     try:
         yield Mixed(cluster, ours, upstream)

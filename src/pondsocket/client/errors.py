@@ -54,14 +54,25 @@ class NotConnectedError(ClientError):
     """The operation needs an open connection (``async with PondClient(...)`` first)."""
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class JoinDeclinedError(ClientError):
-    """The server declined the join. ``status``, ``code`` and ``message`` come from the
-    refusal frame (``payload.status``, ``payload.code``, ``payload.message``)."""
+    """The server declined the join. ``status`` (the HTTP-like status: ``payload.status``,
+    ``statusCode``, or a numeric ``code`` as upstream servers send), ``code`` (a string
+    code such as ``UNAUTHORIZED_JOIN_REQUEST``, else ``None``) and ``message`` come from
+    the refusal frame."""
 
     def __init__(self, channel: str, payload: dict[str, Any]) -> None:
+        code, details = payload.get("code"), payload.get("details")
         status = payload.get("status", payload.get("statusCode"))
-        self.status = status if isinstance(status, int) else None
-        self.code = str(payload.get("code", "")) or None
+        if not _is_int(status) and isinstance(details, dict):
+            status = details.get("statusCode")  # Go
+        if not _is_int(status):
+            status = code  # upstream Python and Go: the HTTP status is the numeric code
+        self.status = status if _is_int(status) else None
+        self.code = code if isinstance(code, str) and code else None
         self.message = str(payload.get("message", "declined"))
         self.channel = channel
         self.payload = payload
@@ -80,9 +91,14 @@ class RequestFailedError(ClientError):
     """The server answered a request with an ERROR frame (no handler, handler failure)."""
 
     def __init__(self, event: str, payload: dict[str, Any]) -> None:
+        code, details = payload.get("code"), payload.get("details")
         status = payload.get("status", payload.get("statusCode"))
-        self.status = status if isinstance(status, int) else None
-        self.code = str(payload.get("code", "")) or None
+        if not _is_int(status) and isinstance(details, dict):
+            status = details.get("statusCode")  # Go
+        if not _is_int(status):
+            status = code  # upstream Python and Go: the HTTP status is the numeric code
+        self.status = status if _is_int(status) else None
+        self.code = code if isinstance(code, str) and code else None
         self.message = str(payload.get("message", "request failed"))
         self.event = event
         self.payload = payload
