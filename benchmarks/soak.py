@@ -4,8 +4,9 @@
 
 Runs the benchmark server (standalone transport, presence tracked) in its own process;
 ``--subscribers`` websockets clients stay joined, one sender broadcasts ``--rate`` msg/s,
-and every second ``--churn`` extra clients connect, join, send one event and leave (so
-connections, channels, presence and leave handlers are created and destroyed all along).
+and every second ``--churn`` Python clients (``pondsocket.client``) connect, join, send one
+event and leave (so connections, channels, presence and leave handlers are created and
+destroyed all along; the summary counts the cycles that completed and failed).
 Samples the server's RSS every 10 s and prints one JSON line per sample, then a summary;
 ``--plot FILE`` draws the curve (matplotlib).
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from pondsocket.client import PondClient
 from pondsocket_bench.cpu import cpu_seconds, rss_bytes
 
 ROOM = "/room/1"
@@ -52,16 +54,23 @@ async def drain(ws: ClientConnection, counter: list[int]) -> None:
         counter[0] += 1
 
 
-async def churn(port: int, count: int, stop: asyncio.Event) -> None:
+async def churn(port: int, count: int, stop: asyncio.Event, outcome: dict[str, int]) -> None:
+    """Every second ``count`` Python clients connect, join, send, leave (waiting for the
+    server's acknowledgements) and close: ``outcome`` counts the cycles that completed
+    and those that failed (a correctness check alongside the memory curve)."""
+    url = f"ws://127.0.0.1:{port}/socket"
+
+    async def one() -> None:
+        async with PondClient(url, request_timeout=10, join_timeout=10) as client:
+            room = await client.channel(ROOM).join()
+            await room.send("send", {"churn": True})
+            await room.leave()
+
     while not stop.is_set():
-
-        async def one() -> None:
-            ws = await joined(port)
-            await ws.send(frame("BROADCAST", "send", "c", {"churn": True}))
-            await ws.send(frame("LEAVE_CHANNEL", "LEAVE_CHANNEL", "l", {}))
-            await ws.close()
-
-        await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+        results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+        failed = sum(isinstance(r, BaseException) for r in results)
+        outcome["churn_ok"] += len(results) - failed
+        outcome["churn_failed"] += failed
         await asyncio.sleep(1.0)
 
 
@@ -87,13 +96,14 @@ async def main() -> None:
         env=os.environ.copy(),
     )
     samples: list[dict[str, float]] = []
+    outcome = {"churn_ok": 0, "churn_failed": 0}
     try:
         port = int((server.stdout.readline() if server.stdout else "").split()[1])
         clients = [await joined(port) for _ in range(args.subscribers)]
         received = [0]
         readers = [asyncio.create_task(drain(ws, received)) for ws in clients]
         stop = asyncio.Event()
-        churner = asyncio.create_task(churn(port, args.churn, stop))
+        churner = asyncio.create_task(churn(port, args.churn, stop, outcome))
         sender = clients[0]
         start = time.perf_counter()
         end = start + args.minutes * 60
@@ -133,6 +143,7 @@ async def main() -> None:
         "rss_last_mib": samples[-1]["rss_mib"] if samples else None,
         "rss_max_mib": max(warm) if warm else None,
         "sent": samples[-1]["sent"] if samples else 0,
+        **outcome,
     }
     print(json.dumps({"summary": summary}))
     if args.plot and samples:
