@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--metrics-path",
         metavar="PATH",
-        help="serve Prometheus metrics at PATH, e.g. /metrics (needs pondsocket[metrics];"
+        help="serve Prometheus metrics at PATH, e.g. /metrics (needs pondsocket-cluster[metrics];"
         " see docs/metrics.md: keep it from the public)",
     )
     common.add_argument(
@@ -150,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
         "--pubsub",
         metavar="URL",
         help="join a cluster through a broker: redis://, rediss://, redis+cluster://, nats://, "
-        "amqp://, kafka://, gcppubsub://, sns+sqs:// (each needs its extra, e.g. pondsocket[nats])",
+        "amqp://, kafka://, gcppubsub://, sns+sqs:// (each needs its extra, e.g. pondsocket-cluster[nats])",
     )
     cluster.add_argument("--redis", metavar="URL", help="same as --pubsub with a redis:// URL")
     cluster.add_argument(
@@ -223,7 +223,7 @@ def _serve(args: argparse.Namespace) -> int:
         pond.run(args.host, args.port, tune_gc=args.gc_tuning, **({"ssl": tls} if tls else {}))
         return 0
     if not _importable("uvicorn"):
-        raise CLIError("--asgi needs uvicorn: install pondsocket[asgi]")
+        raise CLIError("--asgi needs uvicorn: install pondsocket-cluster[asgi]")
     _configure_logging(args.log_level)
     if args.gc_tuning:
         tune_gc()
@@ -360,7 +360,7 @@ def _apply_cluster(pond: PondSocket, args: argparse.Namespace) -> None:
         raise CLIError(f"unsupported pubsub URL {url!r}: use one of {', '.join(sorted(BACKENDS))}")
     module, _, extra = BACKENDS[scheme]
     if not _importable(module):
-        raise CLIError(f"{scheme}:// needs its client library: install pondsocket[{extra}]")
+        raise CLIError(f"{scheme}:// needs its client library: install pondsocket-cluster[{extra}]")
     if args.sharded and "redis" not in scheme:
         raise CLIError("--sharded is for Redis Cluster URLs only")
     try:

@@ -305,7 +305,7 @@ def test_asgi_without_uvicorn_says_what_to_install(
 ) -> None:
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # makes ``import uvicorn`` fail
     assert main(["serve", "chatapp:pond", "--asgi"]) == 2
-    assert "install pondsocket[asgi]" in capsys.readouterr().err
+    assert "install pondsocket-cluster[asgi]" in capsys.readouterr().err
 
 
 def test_bench_without_its_package_says_how_to_install_it(

@@ -159,7 +159,7 @@ async def test_metrics_are_off_by_default_and_501_without_the_extra(
     monkeypatch.delitem(sys.modules, "pondsocket.observability.prometheus", raising=False)
     answer = pond.http_get("/metrics")
     assert answer is not None and answer[0] == 501
-    assert b"pip install 'pondsocket[metrics]'" in answer[2]
+    assert b"pip install 'pondsocket-cluster[metrics]'" in answer[2]
     assert pond.metrics_snapshot()["pondsocket_connections"] == 0  # no dependency
 
 

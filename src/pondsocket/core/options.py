@@ -129,7 +129,7 @@ class PondOptions:
     e.g. ``"/metrics"``. Off by default: the numbers tell anyone who can reach the port how
     busy the node is and how it fails, so expose them only where the scraper alone reaches
     (``metrics_port`` on an internal interface, or a proxy that blocks the path). Needs the
-    ``metrics`` extra (``pip install 'pondsocket[metrics]'``); without it the path answers
+    ``metrics`` extra (``pip install 'pondsocket-cluster[metrics]'``); without it the path answers
     501. With ``metrics_port`` set, the path is served on that port only (default
     ``"/metrics"``)."""
     metrics_port: int | None = None

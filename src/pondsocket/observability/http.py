@@ -15,9 +15,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pondsocket.metrics")
 
 TEXT = "text/plain; charset=utf-8"
-NOT_INSTALLED = (
-    b"Prometheus metrics need the prometheus-client package: pip install 'pondsocket[metrics]'\n"
-)
+NOT_INSTALLED = b"Prometheus metrics need the prometheus-client package: pip install 'pondsocket-cluster[metrics]'\n"
 _MAX_REQUEST = 8192  # bytes of request line and headers
 _READ_TIMEOUT = 5.0
 

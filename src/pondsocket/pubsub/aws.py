@@ -1,4 +1,4 @@
-"""Amazon SNS + SQS PubSub backend (``pip install 'pondsocket[aws]'``), on aiobotocore.
+"""Amazon SNS + SQS PubSub backend (``pip install 'pondsocket-cluster[aws]'``), on aiobotocore.
 
     bus = await SnsSqsPubSub.connect("sns+sqs://us-east-1?topic=pondsocket-chat")
     pond = PondSocket(pubsub=bus)

@@ -1,4 +1,4 @@
-"""Google Cloud Pub/Sub backend (``pip install 'pondsocket[gcp]'``), on the official
+"""Google Cloud Pub/Sub backend (``pip install 'pondsocket-cluster[gcp]'``), on the official
 google-cloud-pubsub client bridged to asyncio.
 
     bus = await GooglePubSub.connect("gcppubsub://my-project?namespace=default")

@@ -1,4 +1,4 @@
-"""Kafka PubSub backend (``pip install 'pondsocket[kafka]'``), on aiokafka.
+"""Kafka PubSub backend (``pip install 'pondsocket-cluster[kafka]'``), on aiokafka.
 
     bus = await KafkaPubSub.connect("kafka://127.0.0.1:9092")
     pond = PondSocket(pubsub=bus)

@@ -1,4 +1,4 @@
-"""NATS PubSub backend (``pip install 'pondsocket[nats]'``), on nats-py (core NATS).
+"""NATS PubSub backend (``pip install 'pondsocket-cluster[nats]'``), on nats-py (core NATS).
 
     bus = await NatsPubSub.connect("nats://127.0.0.1:4222")
     pond = PondSocket(pubsub=bus)

@@ -1,4 +1,4 @@
-"""RabbitMQ PubSub backend (``pip install 'pondsocket[rabbitmq]'``), on aio-pika's
+"""RabbitMQ PubSub backend (``pip install 'pondsocket-cluster[rabbitmq]'``), on aio-pika's
 ``connect_robust``.
 
     bus = await RabbitMQPubSub.connect("amqp://guest:guest@127.0.0.1/")

@@ -1,4 +1,4 @@
-"""Redis PubSub backend (``pip install 'pondsocket[redis]'``), on redis-py's asyncio client.
+"""Redis PubSub backend (``pip install 'pondsocket-cluster[redis]'``), on redis-py's asyncio client.
 
     bus = await RedisPubSub.connect("redis://127.0.0.1:6379")
     pond = PondSocket(pubsub=bus)

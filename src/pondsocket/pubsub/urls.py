@@ -1,7 +1,7 @@
 """Pick a PubSub backend from a URL, for the CLI and configuration files.
 
 Each backend module is imported only when its scheme is used, so its client library is
-needed only then (``pip install 'pondsocket[nats]'`` ...).
+needed only then (``pip install 'pondsocket-cluster[nats]'`` ...).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ async def connect_url(url: str, **options: Any) -> PubSub:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ImportError(
-            f"the {scheme}:// backend needs its client: pip install 'pondsocket[{extra}]' ({exc})"
+            f"the {scheme}:// backend needs its client: pip install 'pondsocket-cluster[{extra}]' ({exc})"
         ) from exc
     backend = getattr(module, class_name)
     pubsub: PubSub = await backend.connect(url, **options)
