@@ -53,6 +53,10 @@ class Settings:
     drain_timeout: float = 30.0
     """How long deliveries still arriving after the sender stopped are waited for (a
     second without any ends it sooner): what is late is not counted as lost."""
+    drain_idle: float = 3.0
+    """The drain ends early once no delivery has been counted for this long. A second was
+    too short on a shared 2-core machine: a load generator starved that long had its last
+    window of deliveries counted as lost."""
 
     @property
     def child_max_seconds(self) -> float:
@@ -150,7 +154,7 @@ async def _traffic(
     ticker = asyncio.create_task(run.progress.ticker(describe))
     try:
         sent = (await sender.expect("SENT", s.duration + 60))["sent"]
-        # Drain: until every delivery is counted, or nothing moved for a second (so `lost`
+        # Drain: until every delivery is counted, or nothing moved for drain_idle (so `lost`
         # is what never comes: closed subscribers, dropped frames), at most drain_timeout.
         expected = sent * connections
         deadline = time.monotonic() + s.drain_timeout
@@ -162,7 +166,7 @@ async def _traffic(
                 break
             if total != last:
                 last, still_since = total, now
-            elif now - still_since > 1.0:
+            elif now - still_since > s.drain_idle:
                 break
             await asyncio.sleep(0.05)
         meter.stop()

@@ -105,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
         "https://*.example.com (repeatable; '*' for any). Default: same origin only",
     )
     common.add_argument(
+        "--drain-grace",
+        type=_seconds,
+        metavar="SECONDS",
+        help="on SIGTERM, answer /readyz with 503 'draining' for SECONDS while every"
+        " connection keeps working, then close them with 1001 (default 0)",
+    )
+    common.add_argument(
         "--certfile",
         metavar="PATH",
         help="serve TLS (wss://, https://) with this PEM certificate chain; needs --keyfile",
@@ -420,7 +427,7 @@ def _apply_options(pond: PondSocket, args: argparse.Namespace) -> None:
         changes["ping_interval"] = args.ping_interval or None
     if args.allowed_origins:
         changes["allowed_origins"] = tuple(args.allowed_origins)
-    for name in ("metrics_path", "metrics_port", "metrics_host"):
+    for name in ("metrics_path", "metrics_port", "metrics_host", "drain_grace"):
         if getattr(args, name, None) is not None:
             changes[name] = getattr(args, name)
     if not changes:

@@ -94,6 +94,7 @@ class PondSocket:
         self._asgi: ASGIApp | None = None
         self._shutting_down: asyncio.Future[None] | None = None
         self._stopping = False
+        self._draining: asyncio.Future[None] | None = None
         self.metrics_listener: MetricsListener | None = None
         """The separate metrics port (``PondOptions.metrics_port``) once started."""
         self._admin = AdminSite(self)
@@ -306,11 +307,28 @@ class PondSocket:
 
     def not_ready(self) -> str | None:
         """Why this server is not ready for new connections (``None``: it is)."""
+        if self._draining is not None and not self._draining.done():
+            return "draining"
         if self._shutting_down is not None or self._stopping:
             return "shutting down"
         if not self._started:
             return "starting"
         return self.cluster.not_ready()
+
+    async def drain(self) -> None:
+        """The first step of a shutdown: for ``PondOptions.drain_grace`` seconds report
+        not ready (``/readyz`` 503 ``"draining"``) while every connection keeps working,
+        so load balancers move new clients elsewhere first. Once: later calls wait for
+        the first to end. Transports call it before they close anything."""
+        if self._draining is None:
+            self._draining = asyncio.ensure_future(self._drain_for(self.options.drain_grace))
+        await asyncio.shield(self._draining)
+
+    async def _drain_for(self, seconds: float) -> None:
+        if seconds > 0 and self._started:
+            log.info("draining for %.1f s before closing %d connections", seconds,
+                     sum(len(e.connections()) for e in self._endpoints))  # fmt: skip
+            await asyncio.sleep(seconds)
 
     def begin_shutdown(self) -> None:
         """The first step of :meth:`shutdown`, for a transport that closes its sockets
@@ -323,8 +341,9 @@ class PondSocket:
         self.cluster.stop_backpressure()
         self.history.stop_backpressure()
 
-    async def shutdown(self, timeout: float = 5.0) -> None:
-        """Close every connection (1001), wait for leave handlers, flush cluster traffic.
+    async def shutdown(self, timeout: float = 5.0, *, drain: bool = True) -> None:
+        """Drain (:meth:`drain`, unless ``drain`` is false), close every connection
+        (1001), wait up to ``timeout`` s for leave handlers, flush cluster traffic.
         Once: a second call (a host's lifespan after the server's own) waits for the
         first to end."""
         if self._shutting_down is not None:
@@ -332,6 +351,8 @@ class PondSocket:
             return
         self._shutting_down = asyncio.get_running_loop().create_future()
         try:
+            if drain:
+                await self.drain()
             await self._shutdown(timeout)
         finally:
             self._shutting_down.set_result(None)

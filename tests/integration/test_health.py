@@ -73,3 +73,23 @@ def test_health_paths_must_be_paths() -> None:
 
     with pytest.raises(UsageError, match="health_path"):
         PondOptions(health_path="healthz")
+
+
+async def test_shutdown_drains_first_and_only_once() -> None:
+    pond = app(PondOptions(drain_grace=0.3))
+    await pond.startup()
+    await asyncio.sleep(0.05)
+    stopping = asyncio.ensure_future(pond.shutdown(timeout=1))
+    await asyncio.sleep(0.1)
+    assert pond.health("/readyz") == (503, b'{"status":"not ready","reason":"draining"}')
+    assert not stopping.done()
+    await stopping
+    assert pond.health("/readyz") == (503, b'{"status":"not ready","reason":"shutting down"}')
+    await pond.drain()  # done already: returns at once
+
+
+def test_drain_grace_is_bounded() -> None:
+    from pondsocket import UsageError
+
+    with pytest.raises(UsageError, match="drain_grace"):
+        PondOptions(drain_grace=-1)

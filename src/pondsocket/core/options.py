@@ -124,6 +124,14 @@ class PondOptions:
     """A plain HTTP ``GET`` here answers 200 when the server takes connections (started,
     not shutting down, broker connected and subscribed), else 503 with the reason (a
     readiness probe: a load balancer stops sending clients). ``None`` turns it off."""
+    drain_grace: float = 0.0
+    """Seconds a shutdown (SIGTERM, ``pond.shutdown()``) spends *draining* before it closes
+    any connection: ``ready_path`` answers 503 ``"draining"`` so load balancers stop
+    sending new clients, while every connection keeps working (new ones are still
+    accepted: a balancer may take a few seconds to notice). Then every socket gets 1001.
+    Set it a little above the probe's period times its failure threshold (Kubernetes:
+    ``periodSeconds * failureThreshold``); keep the host's own shutdown timeout (e.g.
+    ``terminationGracePeriodSeconds``) above it. ``0``: close at once."""
     metrics_path: str | None = None
     """Serve the Prometheus metrics (docs/metrics.md) to plain HTTP ``GET`` requests here,
     e.g. ``"/metrics"``. Off by default: the numbers tell anyone who can reach the port how
@@ -177,6 +185,8 @@ class PondOptions:
         _check_admin(self)
         if self.handshake_timeout <= 0:
             raise UsageError("handshake_timeout must be positive")
+        if not 0 <= self.drain_grace <= 3600:
+            raise UsageError("drain_grace must be between 0 and 3600 seconds")
         if self.max_message_size <= 0:
             raise UsageError("max_message_size must be positive")
         if self.max_frame_size is not None and self.max_frame_size < self.max_message_size:

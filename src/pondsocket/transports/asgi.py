@@ -152,12 +152,13 @@ class ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: object = None) -> AsyncIterator[None]:
         """Lifespan for a host app that mounts this one (mounted apps get no lifespan
-        events): ``FastAPI(lifespan=pond.asgi.lifespan)``."""
+        events): ``FastAPI(lifespan=pond.asgi.lifespan)``. No drain here: a host's
+        lifespan shutdown comes after its server closed every connection."""
         await self.pond.startup()
         try:
             yield
         finally:
-            await self.pond.shutdown()
+            await self.pond.shutdown(drain=False)
 
     # -- websocket -----------------------------------------------------------
 
@@ -218,8 +219,8 @@ class ASGIApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                try:
-                    await self.pond.shutdown()
+                try:  # no drain: the server has closed every connection by now
+                    await self.pond.shutdown(drain=False)
                 except Exception as exc:
                     log.exception("pondsocket shutdown failed")
                     await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})

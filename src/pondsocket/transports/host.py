@@ -63,6 +63,11 @@ class Host(Protocol):
         """Shutdown has begun: stop holding client input back (idempotent)."""
         ...
 
-    async def shutdown(self, timeout: float = 5.0) -> None:
-        """Close every connection, wait for leave handlers, flush cluster traffic."""
+    async def drain(self) -> None:
+        """Report not ready for ``PondOptions.drain_grace`` seconds, serving on (once)."""
+        ...
+
+    async def shutdown(self, timeout: float = 5.0, *, drain: bool = True) -> None:
+        """Drain (unless ``drain`` is false), close every connection, wait for leave
+        handlers, flush cluster traffic."""
         ...

@@ -345,11 +345,15 @@ class StandaloneServer:
             await self._server.wait_closed()
 
     async def aclose(self) -> None:
-        """Graceful shutdown: refuse new connections, close open ones with 1001, wait for
+        """Graceful shutdown: drain for ``PondOptions.drain_grace`` seconds (not ready, still
+        serving), refuse new connections, close open ones with 1001, wait for
         their sessions to end (leave handlers), then shut the :class:`PondSocket` down."""
         if self._closed:
             return
         self._closed = True
+        # Draining (PondOptions.drain_grace): not ready, while sockets, new connections and
+        # keep-alives still work, so a load balancer moves clients elsewhere first.
+        await self._pond.drain()
         timers, self._timers = self._timers, []
         for timer in timers:
             timer.cancel()

@@ -92,6 +92,9 @@ def uvicorn_server(app: ASGIApp, config: uvicorn.Config) -> uvicorn.Server:
 
     class PondUvicornServer(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Draining first (PondOptions.drain_grace): /readyz says 503 while the listening
+            # socket still accepts and every connection still works.
+            await app.pond.drain()
             for server in self.servers:
                 server.close()  # no new connections while ours close
             timeout = float(self.config.timeout_graceful_shutdown or GRACEFUL_SHUTDOWN)
