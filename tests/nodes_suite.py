@@ -1,6 +1,8 @@
 """The two-node scenario every backend runs (``tests/<backend>/test_nodes_on_*.py``): two
 PondSocket nodes joined through the backend, presence and broadcasts crossing in both
-directions in several rooms, and a node's user leaving seen by the other node."""
+directions in several rooms, and a node's user leaving seen by the other node. Alice is
+an in-process TestClient on node a; bob is the Python client (``pondsocket.client``) over
+a real socket to node b's standalone server, so the client is exercised on every broker."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from pondsocket import PondSocket
+from pondsocket.client import Channel, Message, PondClient
 from pondsocket.cluster import ClusterOptions
 from pondsocket.pubsub import PubSub
 from pondsocket.testing import TestClient, TestConnection
+from pondsocket.transports.standalone import StandaloneServer
 from tests.support import eventually
 
 
@@ -39,6 +43,14 @@ def heard(conn: TestConnection, room: str, payload: dict[str, str]) -> bool:
     return any(f["payload"] == payload for f in conn.frames_for(room, event="said"))
 
 
+def client_has_names(channel: Channel, expected: list[str]) -> bool:
+    return sorted(p["name"] for p in channel.presence.users) == expected
+
+
+def client_heard(said: list[Message], payload: dict[str, str]) -> bool:
+    return any(m.payload == payload for m in said)
+
+
 async def two_nodes(
     bus_a: PubSub,
     bus_b: PubSub,
@@ -51,28 +63,32 @@ async def two_nodes(
     """Run the scenario over ``bus_a`` and ``bus_b`` (the caller closes them); ``check``
     runs at the end, before the nodes shut down (backend-specific assertions)."""
     a, b = make_node(bus_a, "a", namespace), make_node(bus_b, "b", namespace)
+    server = StandaloneServer(b, "127.0.0.1", 0)
     try:
         alice = await TestClient(a).connect("/socket")
-        bob = await TestClient(b).connect("/socket")
-        for room in rooms:
-            await alice.join(room, {"name": "alice"})
-        await asyncio.sleep(0.3)  # a's subscriptions are active before b announces itself
-        for room in rooms:
-            await bob.join(room, {"name": "bob"})
-        for room in rooms:
-            both = ["alice", "bob"]
-            await eventually(partial(has_names, alice, room, both), timeout=timeout)
-            await eventually(partial(has_names, bob, room, both), timeout=timeout)
-            from_bob, from_alice = {"from": "bob", "room": room}, {"from": "alice", "room": room}
-            await bob.send(room, "say", from_bob)
-            await eventually(partial(heard, alice, room, from_bob), timeout=timeout)
-            await alice.send(room, "say", from_alice)
-            await eventually(partial(heard, bob, room, from_alice), timeout=timeout)
-        await bob.close()
-        for room in rooms:
+        port = await server.start()
+        async with PondClient(f"ws://127.0.0.1:{port}/socket") as bob:
+            for room in rooms:
+                await alice.join(room, {"name": "alice"})
+            await asyncio.sleep(0.3)  # a's subscriptions are active before b announces itself
+            channels = [await bob.channel(room, {"name": "bob"}).join() for room in rooms]
+            for room, channel in zip(rooms, channels, strict=True):
+                said: list[Message] = []
+                channel.on("said", said.append)
+                both = ["alice", "bob"]
+                await eventually(partial(has_names, alice, room, both), timeout=timeout)
+                await eventually(partial(client_has_names, channel, both), timeout=timeout)
+                from_bob = {"from": "bob", "room": room}
+                from_alice = {"from": "alice", "room": room}
+                await channel.send("say", from_bob)
+                await eventually(partial(heard, alice, room, from_bob), timeout=timeout)
+                await alice.send(room, "say", from_alice)
+                await eventually(partial(client_heard, said, from_alice), timeout=timeout)
+        for room in rooms:  # bob's client closed: node a sees him leave every room
             await eventually(partial(has_names, alice, room, ["alice"]), timeout=timeout)
         if check is not None:
             check()
     finally:
+        await server.aclose()
         await a.shutdown(timeout=2)
         await b.shutdown(timeout=2)
