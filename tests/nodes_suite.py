@@ -51,6 +51,29 @@ def client_heard(said: list[Message], payload: dict[str, str]) -> bool:
     return any(m.payload == payload for m in said)
 
 
+COMMON_PUBSUB_COUNTERS = ("published", "publish_rejected", "received", "dropped", "disconnects")
+"""Counters every backend exports under one name (docs/metrics.md, "Pubsub backend")."""
+
+
+def assert_cluster_metrics(node: PondSocket) -> None:
+    """The node's metrics snapshot counted the traffic that crossed the broker, under the
+    documented names every backend shares."""
+    snapshot = node.metrics_snapshot()
+    assert snapshot["pondsocket_cluster_nodes"] == 1
+    assert snapshot["pondsocket_cluster_bus_up"] == 1
+    assert snapshot["pondsocket_cluster_envelopes_sent_total"] > 0
+    assert snapshot["pondsocket_cluster_envelopes_received_total"] > 0
+    assert snapshot["pondsocket_cluster_publish_duration_seconds_count"] > 0
+    pubsub = {k: v for k, v in snapshot.items() if k.startswith("pondsocket_pubsub_")}
+    backends = {k.partition('backend="')[2].partition('"')[0] for k in pubsub}
+    assert len(backends) == 1, backends
+    (backend,) = backends
+    for counter in COMMON_PUBSUB_COUNTERS:
+        assert f'pondsocket_pubsub_{counter}_total{{backend="{backend}"}}' in pubsub, counter
+    assert pubsub[f'pondsocket_pubsub_published_total{{backend="{backend}"}}'] > 0
+    assert pubsub[f'pondsocket_pubsub_received_total{{backend="{backend}"}}'] > 0
+
+
 async def two_nodes(
     bus_a: PubSub,
     bus_b: PubSub,
@@ -86,6 +109,8 @@ async def two_nodes(
                 await eventually(partial(client_heard, said, from_alice), timeout=timeout)
         for room in rooms:  # bob's client closed: node a sees him leave every room
             await eventually(partial(has_names, alice, room, ["alice"]), timeout=timeout)
+        for node in (a, b):
+            assert_cluster_metrics(node)
         if check is not None:
             check()
     finally:
