@@ -1,4 +1,4 @@
-"""The SSE transport (PROTOCOL §1.13), served by :class:`~pondsocket.transports.asgi.ASGIApp`
+"""The SSE transport (docs/sse.md), served by :class:`~pondsocket.transports.asgi.ASGIApp`
 on every endpoint path for plain HTTP requests.
 
 * ``GET <endpoint>?<query>`` with ``Accept: text/event-stream`` runs the connection
