@@ -3,6 +3,7 @@
     pondsocket serve myapp:pond [--host 127.0.0.1] [--port 8080] [--asgi]
                                 [--certfile PEM --keyfile PEM] [--pubsub URL ...]
     pondsocket demo [--host 127.0.0.1] [--port 8080] [--certfile PEM --keyfile PEM]
+                    [--pubsub URL ...]
     pondsocket bench SCENARIO [...]   (see ``pondsocket bench --help``; needs the
                                        pondsocket-bench package: pip install -e ./benchmarks)
     pondsocket client URL [-q KEY=VALUE] [-H 'NAME: VALUE'] [--token T] [-j CHANNEL[=JSON]]
@@ -152,7 +153,28 @@ def _parser() -> argparse.ArgumentParser:
         "target", metavar="module:attr", help="a PondSocket, or a function returning one"
     )
     serve.add_argument("--asgi", action="store_true", help="run as an ASGI app on uvicorn")
-    cluster = serve.add_argument_group("cluster (several nodes sharing a broker)")
+    _add_cluster_options(serve)
+    commands.add_parser(
+        "bench",
+        help="benchmark PondSocket servers on 127.0.0.1 (pondsocket bench --help)",
+        add_help=False,
+    )
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="run the demo chat (open it in a browser)",
+        description="Run the demo chat: a web page and its PondSocket server on one port."
+        " Two demos given the same --pubsub/--redis URL form a cluster: tabs on either"
+        " see each other.",
+    )
+    _add_cluster_options(demo)
+    add_client_parser(commands)
+    return parser
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """The broker options of ``serve`` and ``demo`` (read by :func:`_apply_cluster`)."""
+    cluster = parser.add_argument_group("cluster (several nodes sharing a broker)")
     cluster.add_argument(
         "--pubsub",
         metavar="URL",
@@ -171,19 +193,6 @@ def _parser() -> argparse.ArgumentParser:
         help="sign and verify cluster envelopes with the keys in PATH (one per line, the "
         "first signs; see docs/security.md); default: PONDSOCKET_CLUSTER_SECRET if set",
     )
-    commands.add_parser(
-        "bench",
-        help="benchmark PondSocket servers on 127.0.0.1 (pondsocket bench --help)",
-        add_help=False,
-    )
-    commands.add_parser(
-        "demo",
-        parents=[common],
-        help="run the demo chat (open it in a browser)",
-        description="Run the demo chat: a web page and its PondSocket server on one port.",
-    )
-    add_client_parser(commands)
-    return parser
 
 
 def _port(text: str) -> int:
@@ -272,6 +281,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     pond = create_demo()
     _apply_options(pond, args)
+    _apply_cluster(pond, args)
     tls = _tls_context(args)
     _configure_logging(args.log_level)
     scheme = "https" if tls else "http"
