@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from tests.support import eventually
 
 from pondsocket import EventContext, JoinContext, PondSocket
 from pondsocket.cluster import ClusterOptions, Envelope, EnvelopeType, decode_envelope
+from pondsocket.cluster import outbox as outbox_module
 from pondsocket.cluster.tracking import NodeRegistry
 from pondsocket.pubsub import BusState, InMemoryPubSub
 from pondsocket.pubsub.memory import InMemoryBroker
@@ -336,6 +338,29 @@ async def test_server_side_broadcast_reaches_a_channel_with_no_local_members(
     await settle()
     a.endpoint.broadcast(ROOM, "news", {"n": 1})
     await eventually(lambda: bool(bob.frames_for(ROOM, event="news")))
+
+
+async def test_counters_of_closed_rooms_are_bounded_and_a_reopened_room_flows(
+    cluster: Callable[[str], Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "CLOSED_TOPIC_COUNTERS", 5)
+    a, b = cluster("a"), cluster("b")
+    bob = await b.client("bob")
+    visitor = await TestClient(a.pond).connect("/socket")
+    for i in range(30):  # short-lived rooms nobody else is in
+        await visitor.join(f"/room/short-{i}")
+        await visitor.send(f"/room/short-{i}", "all", {})
+        await visitor.leave(f"/room/short-{i}")
+    assert a.pond.cluster.outbox.numbered_topics <= 5 + 1  # and the heartbeat topic's
+    for round_ in range(2):  # the room closes on a between rounds and opens again
+        alice = await a.client("alice")
+        await eventually(lambda: len(b.channel.all_user_ids) == 2)
+        said = {"round": round_}
+        await alice.send(ROOM, "all", said)
+        await eventually(partial(bob.frames_for, ROOM, payload=said))
+        await alice.leave(ROOM)
+        await eventually(lambda: len(b.channel.all_user_ids) == 1)
+    assert b.pond.cluster.stats.gaps == 0  # a reopened room continues its numbering
 
 
 def _foreign(kind: EnvelopeType, node: Node, source: str, **fields: Any) -> bytes:

@@ -191,6 +191,7 @@ class ClusterNode:
             del self._channels[topic]
             self._resyncs.forget(topic)
             self.gate.sequences.forget_topic(topic)
+            self.outbox.forget(topic)
         task = self._subscriptions.pop(topic, None)
         if task is not None:
             self._spawn(self._unsubscribe(task), "cluster unsubscribe")

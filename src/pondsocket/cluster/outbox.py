@@ -37,6 +37,10 @@ FLUSH_STALL = 1.0
 (it hangs, or one shard is gone): shutdown never waits on a broker that is gone. While
 the bus is known to be down the flush does not wait at all."""
 
+CLOSED_TOPIC_COUNTERS = 65_536
+"""Sequence counters of closed channels kept (about 100 bytes each): the bound on what
+rooms opened once and left leave behind."""
+
 
 class ClusterOutbox:
     def __init__(
@@ -54,6 +58,7 @@ class ClusterOutbox:
         self._repair = repair
         self._queue: collections.deque[tuple[str, bytes, Envelope]] = collections.deque()
         self._seq: dict[str, int] = collections.defaultdict(int)
+        self._closed_topics: collections.OrderedDict[str, None] = collections.OrderedDict()
         # Channel topics that lost envelopes: repaired once the queue has drained.
         self._repairs: dict[str, tuple[str, str]] = {}
         self._wakeup = asyncio.Event()
@@ -124,6 +129,8 @@ class ClusterOutbox:
                 self._stats.dropped,
             )
             return
+        if self._closed_topics:
+            self._closed_topics.pop(topic, None)  # open again
         self._seq[topic] += 1
         envelope.fields["seq"] = self._seq[topic]
         data = envelope.encode()
@@ -132,6 +139,24 @@ class ClusterOutbox:
         self._queue.append((topic, data, envelope))
         self._drained.clear()
         self._wakeup.set()
+
+    @property
+    def numbered_topics(self) -> int:
+        """How many topics have a sequence counter (open channels, and the most recently
+        closed ones up to :data:`CLOSED_TOPIC_COUNTERS`)."""
+        return len(self._seq)
+
+    def forget(self, topic: str) -> None:
+        """The channel of ``topic`` closed here. Its counter is kept, so the channel's
+        next envelope still reveals a loss just before the close (a lost leave), but only
+        for the last :data:`CLOSED_TOPIC_COUNTERS` closed channels: a node that saw a
+        million short-lived rooms keeps no million counters. A channel reopened after its
+        counter went numbers from 1 again, which peers take for a restart, not a gap."""
+        self._closed_topics[topic] = None
+        self._closed_topics.move_to_end(topic)
+        while len(self._closed_topics) > CLOSED_TOPIC_COUNTERS:
+            oldest, _ = self._closed_topics.popitem(last=False)
+            self._seq.pop(oldest, None)
 
     async def wait_for_room(self) -> None:
         """Backpressure for client input: while the queue is more than half full (the
