@@ -278,6 +278,7 @@ def _client(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from pondsocket.demo import DEMO_PAGE, create_demo
+    from pondsocket.pubsub.base import PubSubUnavailableError
 
     pond = create_demo()
     _apply_options(pond, args)
@@ -285,18 +286,35 @@ def _demo(args: argparse.Namespace) -> int:
     tls = _tls_context(args)
     _configure_logging(args.log_level)
     scheme = "https" if tls else "http"
-    print(
-        f"PondSocket demo chat: open {scheme}://{args.host}:{args.port}/ in two browser tabs",
-        flush=True,
-    )
-    pond.run(
-        args.host,
-        args.port,
-        tune_gc=args.gc_tuning,
-        http_routes={"/": ("text/html; charset=utf-8", DEMO_PAGE)},
-        **({"ssl": tls} if tls else {}),
-    )
+
+    def listening(port: int) -> None:  # only once the port is bound
+        where = f"node {pond.cluster.node_id}"
+        if args.pubsub or args.redis:
+            options = pond.cluster.options
+            where += f" of cluster {options.prefix}:{options.namespace}"
+        url = f"{scheme}://{_url_host(args.host)}:{port}/"
+        print(f"PondSocket demo chat ({where}): open {url} in two browser tabs", flush=True)
+
+    try:
+        pond.run(
+            args.host,
+            args.port,
+            tune_gc=args.gc_tuning,
+            on_ready=listening,
+            http_routes={"/": ("text/html; charset=utf-8", DEMO_PAGE)},
+            **({"ssl": tls} if tls else {}),
+        )
+    except PubSubUnavailableError as exc:  # the broker of --pubsub/--redis is unreachable
+        print(f"pondsocket: error: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _url_host(host: str) -> str:
+    """How a browser on this machine reaches ``host`` (an address the server binds)."""
+    if host in ("", "0.0.0.0", "::"):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
 
 
 # -- loading the application ---------------------------------------------------

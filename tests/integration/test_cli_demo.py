@@ -101,7 +101,40 @@ async def test_message_is_broadcast_to_the_room() -> None:
     for conn in (alice, bob):
         (payload,) = events(conn, "message")
         assert payload["username"] == "alice" and payload["text"] == "hello"
+        assert payload["from"] == alice.id  # what the page marks as its own
         assert before <= payload["at"] <= int(time.time() * 1000)
+
+
+async def test_welcome_tells_the_page_its_user_id_name_and_node() -> None:
+    pond = create_demo()
+    conn = await connect(pond, "Al%3Ci%3Ece")
+    (welcome,) = [f for f in conn.frames if f["event"] == "welcome"]
+    assert (welcome["action"], welcome["channelName"]) == ("BROADCAST", "ENDPOINT")
+    assert welcome["payload"] == {
+        "userId": conn.id,
+        "username": "Alice",  # as the server keeps it: sanitised
+        "node": pond.cluster.node_id,
+    }
+
+
+async def test_a_name_present_in_the_room_is_refused() -> None:
+    """Names are distinct in a room (compared without case): the second "alice" is
+    refused with 409 and a message the page shows; another room, or the same room once
+    alice has left, takes the name."""
+    pond = create_demo()
+    alice = await joined(pond, "alice")
+    twin = await connect(pond, "ALICE")
+    refused = await twin.join(ROOM)
+    assert (refused["action"], refused["event"]) == ("SYSTEM", "UNAUTHORIZED")
+    assert refused["payload"]["status"] == 409
+    assert refused["payload"]["message"] == "the name ALICE is taken in this room: pick another"
+    assert [f for f in alice.take() if f["action"] == "PRESENCE"] == []  # nobody joined
+    other = await twin.join("/room/other")
+    assert (other["action"], other["event"]) == ("SYSTEM", "ACKNOWLEDGE")
+    await alice.leave(ROOM)
+    await settle()
+    again = await twin.join(ROOM)
+    assert (again["action"], again["event"]) == ("SYSTEM", "ACKNOWLEDGE")
 
 
 @pytest.mark.parametrize("payload", [{"text": ""}, {"text": "   "}, {"text": "x" * 2001}, {}])
@@ -278,13 +311,29 @@ def test_demo_serves_the_page_at_the_root(
     assert main(["demo", "--port", "9002", "--ping-interval", "5"]) == 0
     ((pond, host, port, kwargs),) = runs
     assert (host, port, pond.options.ping_interval) == ("127.0.0.1", 9002, 5.0)
+    on_ready = kwargs.pop("on_ready")
     assert kwargs == {
         "tune_gc": True,
         "http_routes": {"/": ("text/html; charset=utf-8", DEMO_PAGE)},
     }
+    assert capsys.readouterr().out == ""  # nothing before the port is bound
+    on_ready(9002)
     assert capsys.readouterr().out == (
-        "PondSocket demo chat: open http://127.0.0.1:9002/ in two browser tabs\n"
+        f"PondSocket demo chat (node {pond.cluster.node_id}): open http://127.0.0.1:9002/"
+        " in two browser tabs\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [("0.0.0.0", "localhost"), ("::", "localhost"), ("::1", "[::1]"), ("10.1.2.3", "10.1.2.3")],
+)
+def test_demo_prints_an_address_a_browser_can_open(
+    runs: list[Any], capsys: pytest.CaptureFixture[str], host: str, shown: str
+) -> None:
+    assert main(["demo", "--host", host, "--port", "9003"]) == 0
+    runs[0][3]["on_ready"](9003)
+    assert f"open http://{shown}:9003/ in two browser tabs" in capsys.readouterr().out
 
 
 def test_bad_options_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -434,6 +483,11 @@ def test_demo_command_serves_page_and_chat(spawn: Any) -> None:
     with ws_connect(f"ws://127.0.0.1:{server.port}/socket?username=tester") as ws:
         hello = receive(ws)
         assert (hello["action"], hello["event"]) == ("CONNECT", "CONNECTION")
+        welcome = receive(ws)
+        assert (welcome["event"], welcome["payload"]["userId"]) == (
+            "welcome",
+            hello["payload"]["connectionId"],
+        )
         join_id = send(ws, "JOIN_CHANNEL", ROOM, "JOIN_CHANNEL")
         ack = receive(ws)
         assert (ack["action"], ack["event"], ack["channelName"]) == ("SYSTEM", "ACKNOWLEDGE", ROOM)
@@ -442,8 +496,134 @@ def test_demo_command_serves_page_and_chat(spawn: Any) -> None:
         assert presence["payload"]["presence"] == [{"username": "tester", "status": "online"}]
         assert server.interrupt() == 0
     output = server.output
-    assert f"open http://127.0.0.1:{server.port}/ in two browser tabs" in output
+    node = welcome["payload"]["node"]
+    line = f"PondSocket demo chat (node {node}): open http://127.0.0.1:{server.port}/ in two"
+    assert line in output
     assert "Traceback" not in output
+
+
+def _demo_process(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "pondsocket", "demo", *args]
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_demo_prints_its_address_once_listening() -> None:
+    """With ``--port 0`` the port exists only once bound: the printed address has it."""
+    process = _demo_process("--port", "0")
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # the only stdout line; the logs go to stderr
+        prefix = "PondSocket demo chat (node "
+        assert line.startswith(prefix) and line.endswith(" in two browser tabs\n"), line
+        url = line.split("open ", 1)[1].split(" ", 1)[0]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/")
+        assert int(url.rsplit(":", 1)[1].rstrip("/")) > 0
+        with urllib.request.urlopen(url, timeout=5) as page:
+            assert page.read() == DEMO_PAGE
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0 and out == "" and "Traceback" not in err
+
+
+def test_demo_on_a_port_in_use_says_so_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = _demo_process("--port", str(port))
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 1
+    assert out == ""  # no address printed: nothing listens there
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"pondsocket: error: cannot serve on 127.0.0.1:{port}: ")
+    assert "address already in use" in line
+
+
+def test_demo_with_an_unreachable_broker_says_so_in_one_line() -> None:
+    pytest.importorskip("redis")
+    process = _demo_process("--port", "0", "--redis", "redis://127.0.0.1:1/0")
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 1 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith("pondsocket: error: cannot reach Redis")
+
+
+def _join(ws: ClientConnection) -> str:
+    """Join the lobby; returns this socket's user id (from ``welcome``)."""
+    assert receive(ws)["event"] == "CONNECTION"
+    welcome = receive(ws)
+    assert welcome["event"] == "welcome"
+    request_id = send(ws, "JOIN_CHANNEL", ROOM, "JOIN_CHANNEL")
+    ack = receive(ws)
+    assert (ack["event"], ack["requestId"]) == ("ACKNOWLEDGE", request_id), ack
+    user_id: str = welcome["payload"]["userId"]
+    return user_id
+
+
+def _refused(url: str, name: str) -> dict[str, Any]:
+    with ws_connect(f"{url}/socket?username={name}") as ws:
+        receive(ws)  # CONNECTION
+        receive(ws)  # welcome
+        request_id = send(ws, "JOIN_CHANNEL", ROOM, "JOIN_CHANNEL")
+        frame = receive(ws)
+        assert frame["requestId"] == request_id
+        return frame
+
+
+def test_two_demos_on_one_redis_form_a_cluster(spawn: Any) -> None:
+    """``pondsocket demo --redis URL`` and ``--pubsub URL`` on two ports, one namespace:
+    a message sent on one node reaches a client of the other, names are distinct across
+    the nodes, and each page is told its own node."""
+    from tests.redis.servers import ping
+    from tests.support import unavailable
+
+    if not ping(6379):
+        unavailable("no Redis answers on 127.0.0.1:6379", "Redis")
+    namespace = f"demo-{os.getpid()}-{time.monotonic_ns()}"
+    redis = "redis://127.0.0.1:6379/0"
+    first = spawn("demo", "--redis", redis, "--namespace", namespace)
+    second = spawn("demo", "--pubsub", redis, "--namespace", namespace)
+    one, two = (f"ws://127.0.0.1:{server.port}" for server in (first, second))
+    with ws_connect(f"{one}/socket?username=ann") as ann:
+        ann_id = _join(ann)
+        # The room's first member on node 2 is checked against node 1's members too.
+        refused = _refused(two, "ANN")
+        assert (refused["event"], refused["payload"]["status"]) == ("UNAUTHORIZED", 409)
+        with ws_connect(f"{two}/socket?username=bob") as bob:
+            bob_id = _join(bob)
+            assert _presence_names(ann, 2.0) == ["ann", "bob"]
+            bob.send(
+                json.dumps(
+                    {
+                        "action": "BROADCAST",
+                        "event": "message",
+                        "channelName": ROOM,
+                        "requestId": "m1",
+                        "payload": {"text": "hi from node 2"},
+                    }
+                )
+            )
+            frame = receive(ann)
+            while frame["event"] != "message":
+                frame = receive(ann)
+            assert frame["payload"]["text"] == "hi from node 2"
+            assert (frame["payload"]["username"], frame["payload"]["from"]) == ("bob", bob_id)
+            assert bob_id != ann_id
+    nodes = []
+    for server in (first, second):
+        assert server.interrupt() == 0
+        assert "Traceback" not in server.output
+        line = next(x for x in server.output.splitlines() if "PondSocket demo chat" in x)
+        assert f"of cluster pondsocket:{namespace}): open http://127.0.0.1:{server.port}/" in line
+        nodes.append(line.split("(node ", 1)[1].split(" ", 1)[0])
+    assert nodes[0] != nodes[1]
 
 
 APP = """
@@ -606,6 +786,7 @@ def test_serve_over_tls(spawn: Any, certificate: tuple[Path, Path], asgi: bool) 
     url = f"wss://127.0.0.1:{server.port}/socket?username=ann"
     with ws_connect(url, ssl=_trusting(cert)) as ws:
         assert receive(ws)["event"] == "CONNECTION"
+        assert receive(ws)["event"] == "welcome"
         request_id = send(ws, "JOIN_CHANNEL", ROOM, "JOIN_CHANNEL")
         assert receive(ws)["requestId"] == request_id  # joined, over TLS
     # Plain ws:// to the TLS port is no WebSocket: the upgrade fails.

@@ -1,9 +1,24 @@
 """The demo chat: rooms with presence, typing indicators and a message history (the
 rooms keep history: ``lobby.history``, docs/recovery.md).
 
-Endpoint ``/socket?username=alice``; channels ``/room/:room``; client events:
+Endpoint ``/socket?username=alice``; right after the CONNECTION frame the server sends a
+connection-level ``welcome`` ``{"userId", "username", "node"}``: the id the room gives
+this connection's messages, its name as the server keeps it (sanitised) and the node it
+is connected to (the page marks a message as its
+own when ``from`` is that id, never by comparing names). Channels ``/room/:room``.
 
-* ``message`` ``{"text"}``: broadcast ``{"username", "text", "at"}`` (epoch ms) to the room;
+Names are distinct in a room: a join is refused (status 409, "the name … is taken in this
+room: pick another") while a member has the same name, compared without case, and the
+page asks for another. Refused, not renamed: the name is what the user typed and what the
+others see, and a silent ``ada-2`` would be a name nobody chose. The check covers the
+members this node knows of, on every node (a node that opens the room waits up to
+:data:`CLUSTER_STATE_WAIT` for the others' members); two joins with one name at the same
+moment on two nodes can still both pass.
+
+Client events:
+
+* ``message`` ``{"text"}``: broadcast ``{"username", "from", "text", "at"}`` (``from``:
+  the sender's user id; ``at``: epoch ms) to the room;
 * ``typing`` ``{"typing": bool}``: sent to everyone in the room but the typist;
 * ``status`` ``{"status": "online" | "away" | "busy"}``: updates the user's presence;
 * ``history``: replied to with ``{"messages": [...]}``, the room's last 50 messages (read
@@ -13,6 +28,7 @@ Endpoint ``/socket?username=alice``; channels ``/room/:room``; client events:
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from importlib.resources import files
@@ -25,12 +41,15 @@ from pondsocket import (
     JoinContext,
     PondSocket,
 )
+from pondsocket.pubsub.memory import InMemoryPubSub
 
 MAX_USERNAME = 32
 MAX_TEXT = 2000
 HISTORY_SIZE = 50
 STATUSES = frozenset({"online", "away", "busy"})
 USERNAME_PUNCTUATION = frozenset(" -_.")
+CLUSTER_STATE_WAIT = 0.3
+"""Seconds a join waits for the other nodes' members when it opens the room on this node."""
 
 DEMO_PAGE: bytes = files("pondsocket.demo").joinpath("static/index.html").read_bytes()
 """The single-page browser client (plain HTML and JavaScript, no external resources)."""
@@ -60,12 +79,30 @@ def create_demo() -> PondSocket:
             ctx.decline(400, f"username must be at most {MAX_USERNAME} characters")
             return
         ctx.accept({"username": username or f"guest-{secrets.randbelow(10_000):04d}"})
+        welcome = {"userId": ctx.connection_id, "node": pond.cluster.node_id}
+        ctx.reply("welcome", {**welcome, "username": ctx.assigns["username"]})
 
     endpoint = pond.create_endpoint("/socket", connect)
 
-    def join(ctx: JoinContext) -> None:
+    async def join(ctx: JoinContext) -> None:
+        username: str = ctx.user.assigns["username"]
+        if not ctx.channel.user_ids and not isinstance(pond.pubsub, InMemoryPubSub):
+            # The room's first member on this node: the node has just asked the cluster
+            # who is in it; give the other nodes' answers a moment to arrive.
+            for _ in range(round(CLUSTER_STATE_WAIT / 0.02)):
+                if ctx.presence:  # (no event says when the answers are in: poll)
+                    break
+                await asyncio.sleep(0.02)
+        taken = {
+            str(p.get("username", "")).casefold()
+            for user_id, p in ctx.presence.items()
+            if user_id != ctx.user.id
+        }
+        if username.casefold() in taken:
+            ctx.decline(409, f"the name {username} is taken in this room: pick another")
+            return
         ctx.accept()
-        ctx.track({"username": ctx.user.assigns["username"], "status": "online"})
+        ctx.track({"username": username, "status": "online"})
 
     room = endpoint.create_channel("/room/:room", join)
     # On a broker without a history store (RabbitMQ, Kafka, ...) the rooms run without it.
@@ -80,6 +117,7 @@ def create_demo() -> PondSocket:
             raise HandlerError(f"message text is longer than {MAX_TEXT} characters", 400)
         entry = {
             "username": ctx.user.assigns["username"],
+            "from": ctx.user.id,
             "text": text,
             "at": int(time.time() * 1000),
         }
