@@ -2,6 +2,7 @@
 
     pondsocket serve myapp:pond [--host 127.0.0.1] [--port 8080] [--asgi]
                                 [--certfile PEM --keyfile PEM] [--pubsub URL ...]
+                                [--workers N]   (N processes on the port: see workers/)
     pondsocket demo [--host 127.0.0.1] [--port 8080] [--certfile PEM --keyfile PEM]
                     [--pubsub URL ...]
     pondsocket bench SCENARIO [...]   (see ``pondsocket bench --help``; needs the
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
         if args.command == "serve":
-            return _serve(args)
+            return _serve(args, arguments)
         if args.command == "client":
             return _client(args)
         return _demo(args)
@@ -153,6 +154,14 @@ def _parser() -> argparse.ArgumentParser:
         "target", metavar="module:attr", help="a PondSocket, or a function returning one"
     )
     serve.add_argument("--asgi", action="store_true", help="run as an ASGI app on uvicorn")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="run N processes on the port (SO_REUSEPORT, Linux), each a node of the cluster"
+        " on --pubsub/--redis, which it needs (default 1; docs/deployment.md#workers)",
+    )
     _add_cluster_options(serve)
     commands.add_parser(
         "bench",
@@ -202,6 +211,15 @@ def _port(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    from pondsocket.workers import MAX_WORKERS
+
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"invalid worker count {text!r}: expected 1-{MAX_WORKERS}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text) if text.isdigit() else 0
     if value <= 0:
@@ -219,28 +237,42 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _configure_logging(level: str) -> None:
-    """Log to stderr, once a server is about to run (not while reporting usage errors)."""
+def _configure_logging(level: str, tag: str = "") -> None:
+    """Log to stderr, once a server is about to run (not while reporting usage errors);
+    ``tag`` starts each message (a worker's number)."""
     logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=level.upper(), format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s"
     )
 
 
 # -- commands ------------------------------------------------------------------
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, arguments: list[str]) -> int:
+    from pondsocket.workers import WorkerLink
+
+    try:  # set when this process is a worker of `--workers N`
+        link = WorkerLink.from_environment()
+    except UsageError as exc:
+        raise CLIError(str(exc)) from None
     pond = load_target(args.target)
     _apply_options(pond, args)
     _apply_cluster(pond, args)
     tls = _tls_context(args)
-    if not args.asgi:
-        _configure_logging(args.log_level)
-        pond.run(args.host, args.port, tune_gc=args.gc_tuning, **({"ssl": tls} if tls else {}))
-        return 0
-    if not _importable("uvicorn"):
+    if args.asgi and not _importable("uvicorn"):
         raise CLIError("--asgi needs uvicorn: install pondsocket-cluster[asgi]")
-    _configure_logging(args.log_level)
+    if link is None and args.workers > 1:
+        return _supervise(pond, args, arguments[arguments.index("serve") + 1 :], tls)
+    _configure_logging(args.log_level, "" if link is None else f"worker {link.index} ")
+    if link is not None:
+        link.adjust(pond)
+    if not args.asgi:
+        options: dict[str, Any] = {"tune_gc": args.gc_tuning, **({"ssl": tls} if tls else {})}
+        if link is None:
+            pond.run(args.host, args.port, **options)
+        else:
+            link.run_standalone(pond, args.host, args.port, **options)
+        return 0
     if args.gc_tuning:
         tune_gc()
     certificate = {"ssl_certfile": args.certfile, "ssl_keyfile": args.keyfile} if tls else {}
@@ -252,8 +284,33 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         **certificate,
     )
-    server.run()
+    if link is None:
+        server.run()
+    else:
+        link.run_uvicorn(pond, server, args.host, args.port)
     return 0
+
+
+def _supervise(
+    pond: PondSocket, args: argparse.Namespace, arguments: list[str], tls: ssl.SSLContext | None
+) -> int:
+    """``--workers N``: check that N nodes can share the port, then supervise them."""
+    from pondsocket import workers
+
+    problem = workers.problem(pond, args.workers, broker=bool(args.pubsub or args.redis))
+    if problem is not None:
+        raise CLIError(problem)
+    _configure_logging(args.log_level)
+    scheme = ("https" if tls else "http") if args.asgi else ("wss" if tls else "ws")
+    return workers.supervise(
+        arguments,
+        args.workers,
+        args.host,
+        args.port,
+        scheme=scheme,
+        transport="asgi on uvicorn" if args.asgi else "standalone",
+        stop_timeout=pond.options.drain_grace + 30.0,  # drain, then closing and leaves
+    )
 
 
 def _bench(arguments: list[str]) -> int:
