@@ -547,7 +547,6 @@ def test_demo_on_a_port_in_use_says_so_in_one_line() -> None:
 
 
 def test_demo_with_an_unreachable_broker_says_so_in_one_line() -> None:
-    pytest.importorskip("redis")
     process = _demo_process("--port", "0", "--redis", "redis://127.0.0.1:1/0")
     out, err = process.communicate(timeout=30)
     assert process.returncode == 1 and out == ""
