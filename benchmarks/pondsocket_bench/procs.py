@@ -99,7 +99,11 @@ class Children:
     def __init__(self) -> None:
         self._children: list[Child] = []
 
-    async def spawn(self, name: str, module: str, args: Sequence[str], *, stdin: bool) -> Child:
+    async def spawn(
+        self, name: str, module: str, args: Sequence[str], *, stdin: bool, stderr: int | None = None
+    ) -> Child:
+        """``python -m MODULE ARGS``; its stderr is ours unless ``stderr`` says otherwise
+        (``asyncio.subprocess.PIPE``: the caller reads ``child.process.stderr``)."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -107,7 +111,7 @@ class Children:
             *args,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
-            stderr=None,  # the children's errors show on our stderr
+            stderr=stderr,  # by default the children's errors show on our stderr
             start_new_session=True,
             limit=_LINE_LIMIT,
         )

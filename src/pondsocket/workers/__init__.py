@@ -12,6 +12,7 @@ Modules: ``sockets`` (``SO_REUSEPORT`` binding), ``supervisor`` (the parent proc
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from pondsocket.server import PondSocket
 
 __all__ = ["MAX_WORKERS", "WorkerLink", "problem", "supervise"]
+
+log = logging.getLogger("pondsocket.workers")
 
 MAX_WORKERS = 64
 """More than a host has cores only adds processes competing for them."""
@@ -67,6 +70,11 @@ def supervise(
     workers on it, and return the supervisor's exit status. ``OSError`` when the port is
     taken."""
     held, port = reserve(host, port)
+    if transport.startswith("asgi"):
+        log.warning(
+            "SSE with --workers: a stream's POSTs may reach a worker other than the one"
+            " holding the stream (404); WebSocket clients are unaffected (docs/sse.md)"
+        )
     # The workers get the arguments unchanged; a final --port names the one held (it
     # differs with --port 0), and argparse keeps the last value.
     command = [sys.executable, "-m", "pondsocket", "serve", *serve_arguments, "--port", str(port)]
