@@ -23,6 +23,7 @@ from pondsocket.errors import (
     PondSocketError,
     PresenceError,
     PresenceTooLargeError,
+    StartupError,
     UsageError,
 )
 from pondsocket.pubsub import InMemoryPubSub, PubSub
@@ -56,6 +57,7 @@ __all__ = [
     "PresenceError",
     "PresenceTooLargeError",
     "PubSub",
+    "StartupError",
     "UsageError",
     "User",
     "__version__",

@@ -33,10 +33,11 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from pondsocket import PondSocket, UsageError, __version__, tune_gc
+from pondsocket import PondSocket, StartupError, UsageError, __version__, tune_gc
 from pondsocket.client.cli import add_client_parser
 from pondsocket.cluster.signing import read_secret_file
 from pondsocket.pubsub.urls import BACKENDS, connect_url
+from pondsocket.transports import standalone
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 BENCH_MISSING = (
@@ -68,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"pondsocket: error: {exc}", file=sys.stderr)
         return 2
+    except StartupError as exc:  # the broker failed (a worker's start, ...): one line
+        print(f"pondsocket: error: cannot start: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # the address is in use, not allowed, ...
         print(f"pondsocket: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
@@ -268,8 +272,8 @@ def _serve(args: argparse.Namespace, arguments: list[str]) -> int:
         link.adjust(pond)
     if not args.asgi:
         options: dict[str, Any] = {"tune_gc": args.gc_tuning, **({"ssl": tls} if tls else {})}
-        if link is None:
-            pond.run(args.host, args.port, **options)
+        if link is None:  # not pond.run(): a StartupError is ours to report (main)
+            standalone.run(pond, args.host, args.port, **options)
         else:
             link.run_standalone(pond, args.host, args.port, **options)
         return 0
@@ -335,7 +339,6 @@ def _client(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from pondsocket.demo import DEMO_PAGE, create_demo
-    from pondsocket.pubsub.base import PubSubUnavailableError
 
     pond = create_demo()
     _apply_options(pond, args)
@@ -352,18 +355,15 @@ def _demo(args: argparse.Namespace) -> int:
         url = f"{scheme}://{_url_host(args.host)}:{port}/"
         print(f"PondSocket demo chat ({where}): open {url} in two browser tabs", flush=True)
 
-    try:
-        pond.run(
-            args.host,
-            args.port,
-            tune_gc=args.gc_tuning,
-            on_ready=listening,
-            http_routes={"/": ("text/html; charset=utf-8", DEMO_PAGE)},
-            **({"ssl": tls} if tls else {}),
-        )
-    except PubSubUnavailableError as exc:  # the broker of --pubsub/--redis is unreachable
-        print(f"pondsocket: error: {exc}", file=sys.stderr)
-        return 1
+    standalone.run(  # a broker that fails at startup: StartupError, one line (main)
+        pond,
+        args.host,
+        args.port,
+        tune_gc=args.gc_tuning,
+        on_ready=listening,
+        http_routes={"/": ("text/html; charset=utf-8", DEMO_PAGE)},
+        **({"ssl": tls} if tls else {}),
+    )
     return 0
 
 

@@ -8,7 +8,8 @@
     ├── PayloadError (also TypeError)       a payload/presence/assigns value is not a JSON object
     ├── PresenceError                       track/update/untrack in the wrong presence state
     │   └── PresenceTooLargeError (also HandlerError, 413)  presence above max_presence_bytes
-    └── HandlerError                        raised by applications to answer with a status code
+    ├── HandlerError                        raised by applications to answer with a status code
+    └── StartupError                        the broker or history store failed at startup
 
 Errors that reach a client carry their wire status (``status``), like Starlette's
 ``HTTPException``: raise ``HandlerError("no such room", status=404)`` from any handler.
@@ -68,3 +69,10 @@ class PresenceTooLargeError(HandlerError, PresenceError):
             413,
         )
         self.size, self.limit = size, limit
+
+
+class StartupError(PondSocketError):
+    """The server could not start because its broker or history store failed: the
+    message is one line naming the cause (unreachable, credentials refused, TLS); the
+    backend's exception is ``__cause__``. :meth:`PondSocket.run` and the command line turn
+    it into that line on stderr and exit status 1."""

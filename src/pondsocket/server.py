@@ -21,12 +21,13 @@ from pondsocket.core.options import PondOptions
 from pondsocket.core.outlet import CloseCode
 from pondsocket.core.request import ConnectionRequest
 from pondsocket.core.tasks import TaskSet
-from pondsocket.errors import UsageError
+from pondsocket.errors import StartupError, UsageError
 from pondsocket.history.service import HistoryService
 from pondsocket.history.store import HistoryStore, HistoryUnavailableError
 from pondsocket.observability.families import snapshot
 from pondsocket.observability.http import MetricsListener, metrics_response
-from pondsocket.pubsub.base import PubSub
+from pondsocket.pubsub.base import PubSub, PubSubError
+from pondsocket.pubsub.failures import explain
 from pondsocket.pubsub.memory import InMemoryPubSub
 from pondsocket.routing import Route
 from pondsocket.transports import standalone
@@ -155,9 +156,12 @@ class PondSocket:
             )
             await listener.start()
             self.metrics_listener = listener
-        for hook in self._startup_hooks:
-            await hook()
-        await self._start_history()
+        try:
+            for hook in self._startup_hooks:
+                await hook()
+            await self._start_history()
+        except (PubSubError, HistoryUnavailableError) as exc:
+            raise StartupError(explain(exc)) from exc
         self.cluster.start()
 
     async def _start_history(self) -> None:
@@ -253,8 +257,15 @@ class PondSocket:
         """Blocking: run :meth:`serve` in a fresh event loop (uvloop when installed).
 
         Tunes the process's garbage collector for a server (:func:`pondsocket.tune_gc`);
-        ``tune_gc=False`` keeps CPython's defaults."""
-        standalone.run(self, host, port, **kwargs)
+        ``tune_gc=False`` keeps CPython's defaults. When the broker or history store fails
+        at startup (:class:`~pondsocket.errors.StartupError`) it logs one line with the
+        cause and exits the process with status 1, as ``uvicorn.run`` does; call
+        :meth:`serve` to handle that yourself."""
+        try:
+            standalone.run(self, host, port, **kwargs)
+        except StartupError as exc:
+            log.error("cannot start: %s", exc)
+            raise SystemExit(1) from None
 
     def describe(self) -> str:
         """One line for the logs: the bus and this node's id."""

@@ -26,6 +26,7 @@ from pondsocket import PondSocket, __version__
 from pondsocket.cli import main
 from pondsocket.demo import DEMO_PAGE, create_demo
 from pondsocket.testing import ConnectionDeclined, TestClient, TestConnection
+from pondsocket.transports import standalone
 
 ROOM = "/room/lobby"
 
@@ -273,13 +274,14 @@ def test_load_target_accepts_an_instance_or_a_factory(app_dir: Path) -> None:
 
 @pytest.fixture
 def runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[PondSocket, str, int, dict[str, Any]]]:
-    """Replace the blocking ``PondSocket.run`` with a recorder of its calls."""
+    """Replace the blocking standalone ``run`` (what ``PondSocket.run`` and the command
+    line call) with a recorder of its calls."""
     calls: list[tuple[PondSocket, str, int, dict[str, Any]]] = []
 
-    def run(self: PondSocket, host: str, port: int, **kwargs: Any) -> None:
-        calls.append((self, host, port, kwargs))
+    def run(pond: PondSocket, host: str, port: int, **kwargs: Any) -> None:
+        calls.append((pond, host, port, kwargs))
 
-    monkeypatch.setattr(PondSocket, "run", run)
+    monkeypatch.setattr(standalone, "run", run)
     return calls
 
 
@@ -551,7 +553,7 @@ def test_demo_with_an_unreachable_broker_says_so_in_one_line() -> None:
     out, err = process.communicate(timeout=30)
     assert process.returncode == 1 and out == ""
     (line,) = err.strip().splitlines()
-    assert line.startswith("pondsocket: error: cannot reach Redis")
+    assert line.startswith("pondsocket: error: cannot start: the broker is unreachable: "), line
 
 
 def _join(ws: ClientConnection) -> str:

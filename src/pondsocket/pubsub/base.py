@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from pondsocket.errors import InvalidOptionError, PondSocketError
+from pondsocket.pubsub.failures import Cause
 
 if TYPE_CHECKING:
     from pondsocket.history.store import HistoryStore
@@ -54,7 +55,14 @@ class PubSubClosedError(PubSubError, RuntimeError):
 
 class PubSubUnavailableError(PubSubError):
     """The broker cannot take the message now: unreachable at connect time, or the
-    backend's bounded outage buffer stayed full; the message says which."""
+    backend's bounded outage buffer stayed full; the message says which.
+
+    ``cause`` is set when the backend knows why better than its exception chain tells
+    (:func:`pondsocket.pubsub.failures.classify` reads it)."""
+
+    def __init__(self, message: str, *, cause: Cause | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class MessageTooLargeError(PubSubError, ValueError):

@@ -47,6 +47,7 @@ from pondsocket.pubsub.base import (
     validate_pattern,
 )
 from pondsocket.pubsub.delivery import QueuedSubscription
+from pondsocket.pubsub.failures import redact
 from pondsocket.pubsub.nats_subjects import (
     SubjectCodec,
     TopicTooLongError,
@@ -94,6 +95,8 @@ class NatsPubSub(PubSub):
         self._lock = asyncio.Lock()
         self._connected = True
         self._closed = False
+        self._opening = False
+        self._open_error: Exception | None = None
         self._down_since = 0.0
         self._rotation = 0
         self._resync: asyncio.TimerHandle | None = None
@@ -195,6 +198,7 @@ class NatsPubSub(PubSub):
         if _HAS_SERVER_HANDLER:  # nats-py >= 2.11: add jitter to the reconnect waits
             kwargs["reconnect_to_server_handler"] = self._pick_server
         kwargs.update(client_options)
+        self._opening = True  # the client's retries report to _on_error: keep the last one
         try:
             async with asyncio.timeout(opts.connect_timeout):
                 await self.client.connect(**kwargs)
@@ -202,9 +206,13 @@ class NatsPubSub(PubSub):
             with contextlib.suppress(Exception):
                 await self.client.close()
             self._closed = True
+            cause = self._open_error if self._open_error is not None else exc
             raise PubSubUnavailableError(
-                f"cannot reach NATS at {url} within {opts.connect_timeout:g} s: {exc!r}"
-            ) from exc
+                f"cannot connect to NATS at {redact(url)} within {opts.connect_timeout:g} s:"
+                f" {cause!r}"
+            ) from cause
+        finally:
+            self._opening = False
 
     def _set_message_limit(self) -> None:
         server_max = self.client.max_payload
@@ -272,7 +280,7 @@ class NatsPubSub(PubSub):
             raise PubSubClosedError("this NatsPubSub is closed")
 
     async def _on_disconnected(self) -> None:
-        if self._closed or not self._connected:
+        if self._closed or not self._connected or self._opening:
             return
         self._connected = False
         self._down_since = time.monotonic()
@@ -292,12 +300,15 @@ class NatsPubSub(PubSub):
         self._notify(BusState.RECONNECTED)
 
     async def _on_closed(self) -> None:
-        if not self._closed:
+        if not self._closed and not self._opening:
             log.error("the NATS client gave up reconnecting; publish() will raise")
 
     async def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, nats.errors.SlowConsumerError):
             self._slow_consumer(exc)
+        elif self._opening:  # connect() raises in the end; its message names the last error
+            self._open_error = exc
+            log.debug("NATS client error while connecting: %r", exc)
         elif self._connected and not self._closed:
             log.warning("NATS client error: %r", exc)
         else:

@@ -42,6 +42,7 @@ from pondsocket.pubsub.base import (
     validate_pattern,
 )
 from pondsocket.pubsub.delivery import QueuedSubscription
+from pondsocket.pubsub.failures import quiet_while_connecting
 from pondsocket.pubsub.rabbitmq_publisher import Publisher
 from pondsocket.pubsub.rabbitmq_support import (
     PROBE_WORD,
@@ -150,11 +151,12 @@ class RabbitMQPubSub(PubSub):
                 **(connection_options or {}),
             }
             try:
-                async with asyncio.timeout(connect_timeout):
-                    connection = await aio_pika.connect_robust(url_or_connection, **kwargs)
+                with quiet_while_connecting("aiormq.connection", "aio_pika.robust_connection"):
+                    async with asyncio.timeout(connect_timeout):
+                        connection = await aio_pika.connect_robust(url_or_connection, **kwargs)
             except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
                 raise PubSubUnavailableError(
-                    f"cannot reach RabbitMQ within {connect_timeout:g} s: {exc!r}"
+                    f"cannot connect to RabbitMQ within {connect_timeout:g} s: {exc!r}"
                 ) from exc
             owns = True
         elif isinstance(url_or_connection, AbstractRobustConnection):

@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from redis.asyncio import RedisCluster
+from redis.asyncio import RedisCluster, SSLConnection
 from redis.exceptions import RedisClusterException
 
 from pondsocket.errors import InvalidOptionError
@@ -43,6 +43,7 @@ from pondsocket.pubsub.base import (
     validate_pattern,
 )
 from pondsocket.pubsub.delivery import QueuedSubscription
+from pondsocket.pubsub.failures import Cause
 from pondsocket.pubsub.redis_publisher import Publisher
 from pondsocket.pubsub.redis_session import Session, State, classic_target, shard_target
 from pondsocket.pubsub.redis_support import (
@@ -92,6 +93,7 @@ class RedisPubSub(PubSub):
         self._connected = True
         self._down_since = 0.0
         self._closed = False
+        self._started = False  # until connect() returns: a failure is its exception, not a log
         self._history: RedisHistory | None = None
 
     def history_store(self) -> HistoryStore:
@@ -161,6 +163,7 @@ class RedisPubSub(PubSub):
         except BaseException:
             await bus.close()
             raise
+        bus._started = True
         return bus
 
     async def _start(self) -> None:
@@ -171,8 +174,10 @@ class RedisPubSub(PubSub):
                     await self.client.initialize()  # slots and nodes, before any pub/sub
                 else:
                     await self.client.ping()
-        except (TimeoutError, *TRANSIENT) as exc:
-            raise PubSubUnavailableError(f"cannot reach Redis within {timeout:g} s: {exc}") from exc
+        except TimeoutError as exc:
+            raise self._no_answer(timeout) from exc
+        except TRANSIENT as exc:
+            raise PubSubUnavailableError(f"cannot connect to Redis: {exc}") from exc
         self._publisher.start()
         if self.options.sharded:
             return  # one subscriber per shard, opened when a channel of that shard is wanted
@@ -183,9 +188,24 @@ class RedisPubSub(PubSub):
             async with asyncio.timeout(timeout):
                 await session.wait_settled()
         if session.state is not State.LIVE:
+            error = session.last_error
+            if error is None:
+                raise self._no_answer(timeout)
             raise PubSubUnavailableError(
-                f"the subscriber connection to Redis did not open within {timeout:g} s"
+                f"the subscriber connection to Redis failed: {error}"
+            ) from error
+
+    def _no_answer(self, timeout: float) -> PubSubUnavailableError:
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None and issubclass(pool.connection_class, SSLConnection):
+            # A TLS client on a plain port waits for a handshake reply that never comes.
+            return PubSubUnavailableError(
+                f"no TLS handshake with Redis within {timeout:g} s: is its port TLS-enabled?",
+                cause=Cause.TLS,
             )
+        return PubSubUnavailableError(
+            f"no answer from Redis within {timeout:g} s", cause=Cause.UNREACHABLE
+        )
 
     # -- state ---------------------------------------------------------------
 
@@ -352,7 +372,8 @@ class RedisPubSub(PubSub):
         self._connected = False
         self._publisher.link_up.clear()
         self._down_since = time.monotonic()
-        log.warning(
+        log.log(
+            logging.WARNING if self._started else logging.DEBUG,  # connect() raises it
             "Redis subscriber connection %s lost (%s: %s); reconnecting",
             session.name,
             type(exc).__name__,

@@ -133,6 +133,8 @@ class Session:
             base=owner.options.backoff_base, cap=owner.options.backoff_cap
         )
         self._task: asyncio.Task[None] | None = None
+        self.last_error: BaseException | None = None
+        """Why the last connection ended or failed to open (for a failed start)."""
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -291,6 +293,7 @@ class Session:
         if self.state is State.CLOSED:
             return
         was_live = self.state is State.LIVE
+        self.last_error = exc
         self.conn = None
         self.state = State.FAILED
         self.restored = False

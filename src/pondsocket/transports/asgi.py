@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pondsocket.core.outlet import CloseCode
 from pondsocket.core.ratelog import RateLimitedLog
+from pondsocket.errors import StartupError
 from pondsocket.transports.asgi_connection import (
     ASGIApplication,
     Message,
@@ -213,6 +214,9 @@ class ASGIApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.pond.startup()
+                except StartupError as exc:  # the broker: one line, which the server logs
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 except Exception as exc:
                     log.exception("pondsocket startup failed")
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})

@@ -629,7 +629,7 @@ def run(
 
         def listening(done: asyncio.Future[int]) -> None:
             # exception() also marks a failed bind's error as seen: server_task raises it
-            if on_ready is not None and not done.cancelled() and done.exception() is None:
+            if not done.cancelled() and done.exception() is None and on_ready is not None:
                 on_ready(done.result())
 
         ready.add_done_callback(listening)
