@@ -1,6 +1,7 @@
 """A FastAPI app with HTTP routes and PondSocket (chat_app.py's chat) mounted at ``/ws``.
 
     uvicorn --app-dir examples fastapi_app:app --ws websockets-sansio --port 8000
+    python examples/fastapi_app.py      # the same on port 8000, with PondSocket's shutdown
 
 WebSocket clients connect to ``ws://127.0.0.1:8000/ws/socket?name=ann`` and join
 ``/room/<room>``. ``GET /rooms`` lists the open rooms with their members' presence;
@@ -50,3 +51,7 @@ async def announce(room: str, body: Announcement) -> dict[str, Any]:
         raise HTTPException(404, f"nobody is in room {room!r}")
     channel.broadcast("announcement", {"text": body.text})
     return {"room": room, "recipients": len(channel.all_user_ids)}
+
+
+if __name__ == "__main__":  # PondSocket closes its sockets and streams first on SIGTERM
+    pond.asgi.uvicorn_server(app=app, host="127.0.0.1", port=8000).run()

@@ -136,19 +136,27 @@ class ASGIApp:
             "ws_ping_timeout": options.ping_timeout,
         }
 
-    def uvicorn_config(self, **kwargs: Any) -> uvicorn.Config:
+    def uvicorn_config(
+        self, *, app: ASGIApplication | None = None, **kwargs: Any
+    ) -> uvicorn.Config:
         """A ready ``uvicorn.Config``: :meth:`uvicorn_options` plus ``kwargs`` (host,
         port, ...), and a connection whose request headers are not complete within
         ``PondOptions.handshake_timeout`` is closed (uvicorn alone waits for ever). Run it
-        with ``uvicorn.Server(config).run()`` or ``await uvicorn.Server(config).serve()``."""
-        return uvicorn_config(self, **kwargs)
+        with ``uvicorn.Server(config).run()`` or ``await uvicorn.Server(config).serve()``.
+        ``app``: serve that app (a FastAPI or Starlette app that mounts this one) instead
+        of this one alone."""
+        return uvicorn_config(self, host_app=app, **kwargs)
 
-    def uvicorn_server(self, **kwargs: Any) -> uvicorn.Server:
-        """A ``uvicorn.Server`` for :meth:`uvicorn_config` ``(**kwargs)`` whose shutdown
-        (SIGTERM, Ctrl+C) closes this PondSocket first: clients get 1001, SSE streams
-        end, leave handlers run, the cluster is flushed; then uvicorn stops. Run it with
-        ``.run()`` or ``await ....serve()``."""
-        return uvicorn_server(self, uvicorn_config(self, **kwargs))
+    def uvicorn_server(
+        self, *, app: ASGIApplication | None = None, **kwargs: Any
+    ) -> uvicorn.Server:
+        """A ``uvicorn.Server`` for :meth:`uvicorn_config` ``(app=app, **kwargs)`` whose
+        shutdown (SIGTERM, Ctrl+C) closes this PondSocket first: clients get 1001, SSE
+        streams end, leave handlers run, the cluster is flushed; then uvicorn stops. Run
+        it with ``.run()`` or ``await ....serve()``. With ``app`` (a host app mounting this
+        one, whose lifespan starts it: ``FastAPI(lifespan=pond.asgi.lifespan)``) that
+        shutdown still comes first, which a plain ``uvicorn host:app`` cannot do."""
+        return uvicorn_server(self, uvicorn_config(self, host_app=app, **kwargs))
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: object = None) -> AsyncIterator[None]:

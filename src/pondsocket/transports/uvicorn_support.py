@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import uvicorn
 
     from pondsocket.transports.asgi import ASGIApp
+    from pondsocket.transports.asgi_connection import ASGIApplication
 
 log = logging.getLogger("pondsocket.asgi")
 
@@ -72,14 +73,17 @@ GRACEFUL_SHUTDOWN = 10.0
 """Default ``timeout_graceful_shutdown``: what uvicorn waits for open requests at most."""
 
 
-def uvicorn_config(app: ASGIApp, **kwargs: Any) -> uvicorn.Config:
-    """A loaded ``uvicorn.Config`` for ``app``: ``app.uvicorn_options()`` under
-    ``kwargs``, request headers bounded by ``PondOptions.handshake_timeout``, and a
-    graceful-shutdown timeout (:data:`GRACEFUL_SHUTDOWN` unless given)."""
+def uvicorn_config(
+    app: ASGIApp, *, host_app: ASGIApplication | None = None, **kwargs: Any
+) -> uvicorn.Config:
+    """A loaded ``uvicorn.Config`` serving ``host_app`` (an app that mounts ``app``) or
+    ``app`` itself: ``app.uvicorn_options()`` under ``kwargs``, request headers bounded
+    by ``PondOptions.handshake_timeout``, and a graceful-shutdown timeout
+    (:data:`GRACEFUL_SHUTDOWN` unless given)."""
     import uvicorn
 
     options = {"timeout_graceful_shutdown": GRACEFUL_SHUTDOWN, **app.uvicorn_options()}
-    config = uvicorn.Config(app, **{**options, **kwargs})
+    config = uvicorn.Config(host_app or app, **{**options, **kwargs})
     config.load()
     protocol = config.http_protocol_class
     config.http_protocol_class = with_header_timeout(protocol, app.pond.options.handshake_timeout)
