@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from pondsocket import PondOptions
+from pondsocket.admin import throttle
 from pondsocket.core.request import ConnectionRequest
 from pondsocket.errors import InvalidOptionError
 from pondsocket.testing import TestClient
@@ -278,3 +279,42 @@ async def test_configure_turns_it_on_later() -> None:
     assert page is not None and page.status == 200 and b'src="ops/admin.js"' in page.body
     answer = await call(pond, "GET", "/ops/api/state", AUTH)
     assert answer is not None and answer.status == 200
+
+
+async def test_an_address_refused_too_often_waits_whatever_it_offers() -> None:
+    pond = make_pond()
+    wrong = {"authorization": "Bearer wrong-token-of-enough-length"}
+    for _ in range(throttle.MAX_FAILURES):
+        answer = await call(pond, "GET", "/admin/api/state", wrong)
+        assert answer is not None and answer.status == 401
+    for headers in (wrong, AUTH):  # now even the right token waits: guessing is bounded
+        answer = await call(pond, "GET", "/admin/api/state", headers)
+        assert answer is not None and answer.status == 429
+        retry = int(dict(answer.headers)["Retry-After"])
+        assert 1 <= retry <= throttle.WINDOW
+        assert "too many refused requests" in orjson.loads(answer.body)["error"]
+    # another address is not affected
+    path = "/admin/api/state"
+    other = ConnectionRequest.from_raw(path, "", AUTH.items(), ("10.0.0.2", 5000))
+    answer = await pond.http_request("GET", path, lambda: other)
+    assert answer is not None and answer.status == 200
+
+
+def test_failed_sign_ins_reopen_after_the_window_and_stay_bounded() -> None:
+    now = [0.0]
+    failures = throttle.FailedSignIns(clock=lambda: now[0])
+    for _ in range(throttle.MAX_FAILURES - 1):
+        failures.failed("a")
+    assert failures.retry_after("a") == 0.0  # one try left
+    failures.failed("a")
+    assert failures.retry_after("a") == throttle.WINDOW
+    now[0] = throttle.WINDOW - 1
+    assert failures.retry_after("a") == 1.0
+    now[0] = throttle.WINDOW
+    assert failures.retry_after("a") == 0.0  # the window is over: counted afresh
+    failures.failed("a")
+    assert failures.retry_after("a") == 0.0
+    for n in range(throttle.MAX_ADDRESSES + 10):
+        failures.failed(f"10.0.{n // 256}.{n % 256}")
+    assert len(failures._windows) == throttle.MAX_ADDRESSES  # the oldest were forgotten
+    assert throttle.FailedSignIns.header(0.2) == "1" and throttle.FailedSignIns.header(3.5) == "4"

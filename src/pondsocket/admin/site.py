@@ -22,6 +22,8 @@ import orjson
 from pondsocket.admin import actions
 from pondsocket.admin.auth import admitted
 from pondsocket.admin.state import snapshot
+from pondsocket.admin.throttle import FailedSignIns
+from pondsocket.core.proxies import client_address
 from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.request import ConnectionRequest
 from pondsocket.transports.host import HttpResponse
@@ -71,6 +73,7 @@ class AdminSite:
 
     def __init__(self, pond: PondSocket) -> None:
         self._pond = pond
+        self._failures = FailedSignIns()
 
     async def answer(
         self, method: str, path: str, request: Callable[[], ConnectionRequest]
@@ -90,10 +93,16 @@ class AdminSite:
         return _json(404, {"error": "not found"})
 
     async def _api(self, method: str, name: str, request: ConnectionRequest) -> HttpResponse:
+        address = self._address(request)
+        wait = self._failures.retry_after(address)
+        if wait > 0:  # refused too often: the credential is not even looked at
+            retry = FailedSignIns.header(wait)
+            error = f"too many refused requests from this address; retry in {retry} s"
+            return _json(429, {"error": error}, (("Retry-After", retry),))
         if not await admitted(self._pond.options, request):
+            self._failures.failed(address)
             _refusals.warning(
-                "admin API: refused a request without a valid credential from %s",
-                request.client[0] if request.client else "an unknown client",
+                "admin API: refused a request without a valid credential from %s", address
             )
             bearer = (("WWW-Authenticate", 'Bearer realm="pondsocket-admin"'),)
             return _json(401, {"error": "unauthorized"}, bearer)
@@ -122,6 +131,12 @@ class AdminSite:
                 selected = (args.get("endpoint", ""), args["channel"])
             outcome = 200, snapshot(pond, channel_filter=args.get("filter", ""), selected=selected)
         return _json(*outcome)
+
+    def _address(self, request: ConnectionRequest) -> str:
+        """The client as the endpoints see it (behind trusted proxies, the forwarded one)."""
+        trusted = tuple(self._pond.options.trusted_proxies or ())
+        client = client_address(request.client, request.headers, trusted)
+        return client[0] if client else "an unknown client"
 
 
 def arguments(query: str, limits: dict[str, int], required: tuple[str, ...]) -> dict[str, str]:
