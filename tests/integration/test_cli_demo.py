@@ -376,10 +376,10 @@ def test_asgi_serve_tunes_gc_unless_told_not_to(
 ) -> None:
     import uvicorn
 
-    import pondsocket.cli
+    import pondsocket.cli.serve
 
     calls: list[str] = []
-    monkeypatch.setattr(pondsocket.cli, "tune_gc", lambda: calls.append("tune_gc"))
+    monkeypatch.setattr(pondsocket.cli.serve, "tune_gc", lambda: calls.append("tune_gc"))
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, **kwargs: calls.append("uvicorn"))
     assert main(["serve", "chatapp:pond", "--asgi", *flags]) == 0
     assert calls == ["tune_gc"] * tuned + ["uvicorn"]
