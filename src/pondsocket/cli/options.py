@@ -1,5 +1,5 @@
 """The server options that ``serve`` and ``demo`` share: limits, origins, metrics, drain,
-TLS and logging, applied to the application or the process."""
+the admin page, TLS and logging, applied to the application or the process."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pondsocket import PondSocket, UsageError
 from pondsocket.cli.errors import CLIError
 
 # read from the namespace as they are: their option and PondOptions field share a name
-_VERBATIM_OPTIONS = ("metrics_path", "metrics_port", "metrics_host", "drain_grace")
+_VERBATIM_OPTIONS = ("metrics_path", "metrics_port", "metrics_host", "drain_grace", "admin_path")
 
 
 def apply_options(pond: PondSocket, args: argparse.Namespace) -> None:
@@ -29,12 +29,26 @@ def apply_options(pond: PondSocket, args: argparse.Namespace) -> None:
     for name in _VERBATIM_OPTIONS:
         if getattr(args, name, None) is not None:
             changes[name] = getattr(args, name)
+    if getattr(args, "admin_token_file", None) is not None:
+        changes["admin_token"] = read_token_file(args.admin_token_file)
     if not changes:
         return
     try:
         pond.configure(**changes)
     except UsageError as exc:
         raise CLIError(str(exc)) from None
+
+
+def read_token_file(path: str) -> str:
+    """The first line of ``path`` that is neither blank nor a ``#`` comment."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = [s for line in file if (s := line.strip()) and not s.startswith("#")]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CLIError(f"cannot read the admin token file {path}: {exc}") from None
+    if not lines:
+        raise CLIError(f"the admin token file {path} holds no token")
+    return lines[0]
 
 
 def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:

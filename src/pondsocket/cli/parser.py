@@ -67,6 +67,7 @@ def _server_options() -> argparse.ArgumentParser:
     )
     common.add_argument("--keyfile", metavar="PATH", help="the PEM private key of --certfile")
     _add_metrics_options(common)
+    _add_admin_options(common)
     common.add_argument(
         "--no-gc-tuning",
         dest="gc_tuning",
@@ -129,6 +130,22 @@ def _add_metrics_options(common: argparse.ArgumentParser) -> None:
         "--metrics-host",
         metavar="HOST",
         help="interface of --metrics-port (default 127.0.0.1)",
+    )
+
+
+def _add_admin_options(common: argparse.ArgumentParser) -> None:
+    common.add_argument(
+        "--admin-path",
+        metavar="PATH",
+        help="serve the admin page at PATH, e.g. /admin (docs/admin.md); needs"
+        " --admin-token-file or the app's own admin_auth",
+    )
+    common.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="read the admin API's bearer token from FILE (its first line that is not"
+        " blank or a # comment; 16+ visible ASCII characters): never on the command line,"
+        " where other users' ps can read it",
     )
 
 
