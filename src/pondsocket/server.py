@@ -260,7 +260,18 @@ class PondSocket:
         ``tune_gc=False`` keeps CPython's defaults. When the broker or history store fails
         at startup (:class:`~pondsocket.errors.StartupError`) it logs one line with the
         cause and exits the process with status 1, as ``uvicorn.run`` does; call
-        :meth:`serve` to handle that yourself."""
+        :meth:`serve` to handle that yourself.
+
+        When the process has not configured logging by then (no handler on the root
+        logger), PondSocket's own INFO lines go to stderr, so the listening line shows."""
+        if not logging.getLogger().handlers and not log.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+            log.addHandler(handler)
+            if log.level == logging.NOTSET:
+                log.setLevel(logging.INFO)
         try:
             standalone.run(self, host, port, **kwargs)
         except StartupError as exc:

@@ -4,6 +4,7 @@ traceback (the real Redis, RabbitMQ and NATS of the machine, wrongly addressed).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -77,7 +78,27 @@ def test_pond_run_logs_one_line_and_exits_1(tmp_path: Path) -> None:
     )
     assert result.returncode == 1 and result.stdout == ""
     (line,) = result.stderr.splitlines()
-    assert line.startswith("cannot start: the broker is unreachable: cannot connect to Redis")
+    assert (
+        " ERROR pondsocket: cannot start: the broker is unreachable: cannot connect to Redis"
+        in line
+    )
+
+
+def test_pond_run_shows_its_listening_line_without_logging_configured(tmp_path: Path) -> None:
+    script = tmp_path / "plain_app.py"
+    script.write_text("from pondsocket import PondSocket\nPondSocket().run(port=0)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert " INFO pondsocket.standalone: PondSocket listening on ws://127.0.0.1:" in line
+        assert "standalone; pubsub: InMemoryPubSub; node " in line
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()  # reads to the end and closes the pipe
 
 
 def test_serve_asgi_exits_with_uvicorns_startup_failure_and_no_traceback(tmp_path: Path) -> None:
