@@ -1,5 +1,5 @@
 """A real cluster: node processes (tests/cluster_node_app.py) linked by the Redis backend,
-driven by real WebSocket clients. The same scenarios as tests/unit/test_cluster.py, across
+driven by real WebSocket clients. The same scenarios as tests/unit/cluster/, across
 processes and a real broker."""
 
 from __future__ import annotations
