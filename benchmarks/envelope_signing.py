@@ -55,7 +55,7 @@ def once(batch: list[Envelope], secret: str | None) -> tuple[float, float]:
     node = ClusterNode(InMemoryPubSub(), lambda coro, what: None, options=options)
     start = time.perf_counter()
     for data in encoded:
-        node._accept("topic", data)  # the reader's per-envelope work
+        node.receiver.accept("topic", data)  # the reader's per-envelope work
     receive = time.perf_counter() - start
     assert node.stats.received == len(batch), node.stats
     return rate(len(batch), send), rate(len(batch), receive)

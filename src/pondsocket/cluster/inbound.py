@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from pondsocket.core.channel import Channel
 
 
-class ClusterNode(Protocol):
+class InboundNode(Protocol):
     """What applying an envelope needs of the node: counters, peer bookkeeping, and the
     answers it sends (implemented by :class:`pondsocket.cluster.node.ClusterNode`)."""
 
@@ -48,7 +48,7 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def heartbeat(node: ClusterNode, envelope: Envelope) -> None:
+def heartbeat(node: InboundNode, envelope: Envelope) -> None:
     fields = envelope.fields
     node_id = _str(fields.get("nodeId")) or envelope.source_node_id
     timeout_ms, interval_ms = fields.get("heartbeatTimeoutMs"), fields.get("heartbeatIntervalMs")
@@ -61,19 +61,19 @@ def heartbeat(node: ClusterNode, envelope: Envelope) -> None:
     node.node_heartbeat(node_id, timeout, leaving=fields.get("leaving") is True)
 
 
-def apply(node: ClusterNode, channel: Channel, topic: str, envelope: Envelope) -> None:
+def apply(node: InboundNode, channel: Channel, topic: str, envelope: Envelope) -> None:
     handler = _HANDLERS.get(envelope.type)
     if handler is not None:
         handler(node, channel, topic, envelope)
 
 
-def _state_request(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:
+def _state_request(node: InboundNode, channel: Channel, topic: str, env: Envelope) -> None:
     # Answer even with no local users: the requester then drops users it wrongly thinks we
     # have (e.g. after it missed our USER_LEFT messages).
     node.answer_state(channel)
 
 
-def _state_response(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:
+def _state_response(node: InboundNode, channel: Channel, topic: str, env: Envelope) -> None:
     users = env.fields.get("users")
     if not isinstance(users, list):
         node.stats.invalid += 1
@@ -103,13 +103,13 @@ def _state_response(node: ClusterNode, channel: Channel, topic: str, env: Envelo
 
 
 def _remember(
-    node: ClusterNode, channel: Channel, source: str, user_id: str, assigns: Any, presence: Any
+    node: InboundNode, channel: Channel, source: str, user_id: str, assigns: Any, presence: Any
 ) -> None:
     node.registry.noticed(source, node.clock())
     channel.apply_remote_member(user_id, source, _obj(assigns), _obj(presence))
 
 
-def _user_joined(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:
+def _user_joined(node: InboundNode, channel: Channel, topic: str, env: Envelope) -> None:
     user_id = _str(env.fields.get("userId"))
     if user_id is not None:
         _remember(
@@ -122,13 +122,13 @@ def _user_joined(node: ClusterNode, channel: Channel, topic: str, env: Envelope)
         )
 
 
-def _user_left(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:
+def _user_left(node: InboundNode, channel: Channel, topic: str, env: Envelope) -> None:
     user_id = _str(env.fields.get("userId"))
     if user_id is not None and not channel.has_user(user_id):
         channel.forget_remote(user_id)
 
 
-def _user_message(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:
+def _user_message(node: InboundNode, channel: Channel, topic: str, env: Envelope) -> None:
     fields = env.fields
     event, payload = _str(fields.get("event")), fields.get("payload", {})
     recipients = fields.get("recipientDescriptor")
@@ -150,7 +150,7 @@ def _user_message(node: ClusterNode, channel: Channel, topic: str, env: Envelope
     )
 
 
-def _presence_update(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:
+def _presence_update(node: InboundNode, channel: Channel, topic: str, env: Envelope) -> None:
     user_id, presence = _str(env.fields.get("userId")), _obj(env.fields.get("presence"))
     if user_id is None or presence is None:
         return
@@ -159,13 +159,13 @@ def _presence_update(node: ClusterNode, channel: Channel, topic: str, env: Envel
     channel.apply_remote_presence(user_id, presence)
 
 
-def _presence_removed(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:
+def _presence_removed(node: InboundNode, channel: Channel, topic: str, env: Envelope) -> None:
     user_id = _str(env.fields.get("userId"))
     if user_id is not None:
         channel.apply_remote_presence(user_id, None)
 
 
-def _assigns_update(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:
+def _assigns_update(node: InboundNode, channel: Channel, topic: str, env: Envelope) -> None:
     user_id = _str(env.fields.get("userId"))
     if user_id is None:
         return
@@ -191,7 +191,7 @@ def _assigns_update(node: ClusterNode, channel: Channel, topic: str, env: Envelo
     channel.apply_remote_assigns(user_id, assigns)
 
 
-def _refuse(node: ClusterNode, env: Envelope, attempt: str) -> None:
+def _refuse(node: InboundNode, env: Envelope, attempt: str) -> None:
     node.stats.refused += 1
     node.refusals.warning(
         "ignored %s from node %s: it tried to %s (only a signed cluster may)",
@@ -201,14 +201,14 @@ def _refuse(node: ClusterNode, env: Envelope, attempt: str) -> None:
     )
 
 
-def _evict_user(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:
+def _evict_user(node: InboundNode, channel: Channel, topic: str, env: Envelope) -> None:
     user_id = _str(env.fields.get("userId"))
     if user_id is not None:
         reason = _str(env.fields.get("reason")) or "You have been banned from the channel"
         channel.evicted_by_peer(user_id, reason)
 
 
-def _user_remove(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:
+def _user_remove(node: InboundNode, channel: Channel, topic: str, env: Envelope) -> None:
     user_id = _str(env.fields.get("userId"))
     if user_id is None:
         return
@@ -218,7 +218,7 @@ def _user_remove(node: ClusterNode, channel: Channel, topic: str, env: Envelope)
         channel.forget_remote(user_id)
 
 
-def _user_get_request(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:
+def _user_get_request(node: InboundNode, channel: Channel, topic: str, env: Envelope) -> None:
     user_id, request_id = _str(env.fields.get("userId")), _str(env.fields.get("requestId"))
     if user_id is None or request_id is None or not channel.has_user(user_id):
         return  # only the node hosting the user answers
@@ -227,7 +227,7 @@ def _user_get_request(node: ClusterNode, channel: Channel, topic: str, env: Enve
     node.answer_get(channel, user, request_id)
 
 
-def _user_get_response(node: ClusterNode, channel: Channel, topic: str, env: Envelope) -> None:
+def _user_get_response(node: InboundNode, channel: Channel, topic: str, env: Envelope) -> None:
     user_id, request_id = _str(env.fields.get("userId")), _str(env.fields.get("requestId"))
     if user_id is None or request_id is None:
         return

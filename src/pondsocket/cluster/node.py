@@ -1,13 +1,15 @@
-"""This process as a node of a PondSocket cluster (docs/protocol.md).
+"""This process as a node of a PondSocket cluster (docs/protocol.md): the :class:`Relay`
+core channels call, and the wiring of the parts around it.
 
-Channels serve their local members themselves and tell the node (their :class:`Relay`)
-what changed; the node publishes that as v1 envelopes on the channel's topic. Envelopes
-from other nodes are applied to the local channel (:mod:`pondsocket.cluster.inbound`).
-Outgoing envelopes wait in a bounded queue drained by one task, so a channel never awaits
-the broker. One heartbeat per node; peers that go silent are declared dead and their users
-leave every channel, with LEAVE frames to local clients. Every envelope carries a
-per-topic ``seq`` (ignored by other implementations): a gap, or a reconnection of the bus,
-triggers a resync of the channels concerned, reported through :meth:`on_resync`.
+Channels serve their local members themselves and tell the node what changed; the node
+publishes that as v1 envelopes on the channel's topic through the outbox
+(:mod:`~pondsocket.cluster.outbox`: a bounded queue drained by one task, so a channel never
+awaits the broker). What arrives passes the gate (:mod:`~pondsocket.cluster.gate`) and is
+applied to the local channel (:mod:`~pondsocket.cluster.inbound`). Around them: broker
+subscriptions (:mod:`~pondsocket.cluster.subscriptions`), heartbeats and dead peers
+(:mod:`~pondsocket.cluster.heartbeats`), and resyncs after a sequence gap, a reconnection
+of the bus or a returning peer (:mod:`~pondsocket.cluster.resync`, reported through
+:meth:`ClusterNode.on_resync`).
 """
 
 from __future__ import annotations
@@ -16,24 +18,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pondsocket.cluster import inbound
 from pondsocket.cluster.envelope import Envelope, EnvelopeType
 from pondsocket.cluster.gate import InboundGate
-from pondsocket.cluster.liveness import Heard, Liveness
+from pondsocket.cluster.heartbeats import Heartbeats
+from pondsocket.cluster.liveness import Liveness
+from pondsocket.cluster.lookups import PendingLookups
 from pondsocket.cluster.options import ClusterOptions
-from pondsocket.cluster.outbox import FLUSH_STALL, ClusterOutbox
+from pondsocket.cluster.outbox import ClusterOutbox
+from pondsocket.cluster.receiver import Receiver
+from pondsocket.cluster.resync import ResyncListener, Resyncs
 from pondsocket.cluster.signing import EnvelopeSigner
-from pondsocket.cluster.state_pages import PageAssembler, split_users
+from pondsocket.cluster.state_pages import PageAssembler, state_responses
 from pondsocket.cluster.stats import ClusterStats
+from pondsocket.cluster.subscriptions import Spawn, Subscriptions
 from pondsocket.cluster.topics import TopicLayout, endpoint_name
-from pondsocket.cluster.tracking import PendingResyncs
 from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.core.relay import ALL_USERS, SENDER_CHANNEL, Recipients
 from pondsocket.core.user import User
-from pondsocket.pubsub.base import BusState, PubSub, PubSubClosedError, Subscription
+from pondsocket.pubsub.base import BusState, PubSub
 from pondsocket.wire.ids import random_hex
 
 if TYPE_CHECKING:
@@ -41,9 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pondsocket.cluster")
 
-Spawn = Callable[[Coroutine[Any, Any, None], str], None]
-ResyncListener = Callable[[str, str], None]
-"""``listener(channel_name, reason)``; reasons: ``reconnect``, ``gap``, ``node_returned``."""
+__all__ = ["ClusterNode", "ResyncListener", "Spawn"]
 
 
 class ClusterNode:
@@ -69,17 +72,10 @@ class ClusterNode:
         self.liveness = Liveness(self.node_id, self.options)
         self.registry = self.liveness.registry
         self.state_pages = PageAssembler()
-        self._spawn = spawn
         self.clock = clock
         self._channels: dict[str, Channel] = {}
-        self._subscriptions: dict[str, asyncio.Task[Subscription | None]] = {}
-        self._resyncs = PendingResyncs()
-        self._pending_gets: dict[str, asyncio.Future[User | None]] = {}
-        self._resync_listeners: list[ResyncListener] = []
-        self.channel_resynced: Callable[[Channel, str], None] | None = None
-        """Told of each resync with the channel itself (the history service fills gaps)."""
+        self._lookups = PendingLookups()
         self._tasks: list[asyncio.Task[None]] = []
-        self._heartbeat_sub: asyncio.Task[Subscription | None] | None = None
         self._started = False
         self._closed = False
         keys = self.options.signing_keys
@@ -87,6 +83,19 @@ class ClusterNode:
         self.outbox = ClusterOutbox(pubsub, self.options, self.stats, self._signer, self._repair)
         self.gate = InboundGate(self.node_id, self.options, self.stats, self._signer)
         self.refusals = RateLimitedLog(log)
+        self.subscriptions = Subscriptions(pubsub, spawn)
+        self.resyncs = Resyncs(self._channels, self, self.stats, self.options, clock)
+        self.receiver = Receiver(self.gate, self._channels, self.resyncs, self)
+        self.heartbeats = Heartbeats(
+            self.liveness,
+            self._send_heartbeat,
+            channels=self._channels,
+            sequences=self.gate.sequences,
+            resyncs=self.resyncs,
+            stats=self.stats,
+            options=self.options,
+            clock=clock,
+        )
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -100,11 +109,7 @@ class ClusterNode:
         if self.outbox.bus_down:
             return "broker disconnected"
         if self._started:
-            sub = self._heartbeat_sub
-            if sub is None or not sub.done():
-                return "subscribing"
-            if sub.cancelled() or sub.exception() is not None or sub.result() is None:
-                return "not subscribed to the cluster's heartbeats"
+            return self.subscriptions.heartbeats_missing()
         return None
 
     @property
@@ -120,12 +125,12 @@ class ClusterNode:
         self._started = True
         loop = asyncio.get_running_loop()
         self.pubsub.add_state_listener(self._bus_state_changed)
-        self._heartbeat_sub = loop.create_task(
-            self._subscribe(self.layout.heartbeat(), self._on_heartbeat_topic)
+        self.subscriptions.subscribe_heartbeats(
+            self.layout.heartbeat(), self.receiver.heartbeat_topic
         )
         self.outbox.start()
         self._tasks += [
-            loop.create_task(self._heartbeat_loop(), name="pondsocket-cluster-heartbeat"),
+            loop.create_task(self.heartbeats.run(), name="pondsocket-cluster-heartbeat"),
             loop.create_task(self._liveness_loop(), name="pondsocket-cluster-liveness"),
         ]
 
@@ -134,7 +139,7 @@ class ClusterNode:
         if self._closed:
             return
         if self._started:
-            self._send_heartbeat(leaving=True)
+            self.heartbeats.send(leaving=True)
         self._closed = True
         await self.outbox.aclose(timeout)
         for task in self._tasks:
@@ -142,30 +147,42 @@ class ClusterNode:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        subscriptions = list(self._subscriptions.values())
-        if self._heartbeat_sub is not None:
-            subscriptions.append(self._heartbeat_sub)
-        self._subscriptions.clear()
-        if subscriptions:
-            # Bounded like the flush: a subscribe still waiting for a broker that is gone,
-            # or an unsubscribe it does not answer, must not hold the shutdown.
-            unsubscribing = [asyncio.ensure_future(self._unsubscribe(s)) for s in subscriptions]
-            _, late = await asyncio.wait(unsubscribing, timeout=FLUSH_STALL)
-            for task in late:
-                task.cancel()
-            if late:
-                log.warning("cluster node closed with %d subscriptions not cancelled", len(late))
-            await asyncio.gather(*unsubscribing, return_exceptions=True)
-        for future in self._pending_gets.values():
-            future.cancel()
+        await self.subscriptions.aclose()
+        self._lookups.cancel_all()
 
     def on_resync(self, listener: ResyncListener) -> Callable[[], None]:
         """Call ``listener(channel_name, reason)`` whenever a channel is resynced because
         messages may have been lost (``reconnect``: the bus came back; ``gap``: a peer's
         sequence skipped; ``node_returned``: a node declared dead heartbeats again).
         Returns a remover."""
-        self._resync_listeners.append(listener)
-        return lambda: self._resync_listeners.remove(listener)
+        return self.resyncs.on_resync(listener)
+
+    @property
+    def channel_resynced(self) -> Callable[[Channel, str], None] | None:
+        """Told of each resync with the channel itself (the history service fills gaps)."""
+        return self.resyncs.channel_resynced
+
+    @channel_resynced.setter
+    def channel_resynced(self, callback: Callable[[Channel, str], None] | None) -> None:
+        self.resyncs.channel_resynced = callback
+
+    def _bus_state_changed(self, state: BusState) -> None:
+        if state is BusState.DISCONNECTED:
+            self.outbox.bus_down = True
+            self.outbox.release_waiters()
+            log.warning("cluster bus disconnected; channels will resync when it is back")
+            return
+        self.outbox.bus_down = False
+        self.stats.reconnects += 1
+        self.heartbeats.send()
+        self.resyncs.resync_all("reconnect")
+
+    async def _liveness_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.liveness_check_interval)
+            now = self.clock()
+            self.heartbeats.expire(now)
+            self.resyncs.expire(now)
 
     # -- channels (Relay) ----------------------------------------------------
 
@@ -177,24 +194,22 @@ class ClusterNode:
         topic = self.topic_of(channel)
         self._channels[topic] = channel
 
-        async def subscribe_then_ask() -> Subscription | None:
-            subscription = await self._subscribe(topic, self._receive)
-            if subscription is not None and self._channels.get(topic) is channel:
-                self._publish(channel, EnvelopeType.STATE_REQUEST, {"fromNode": self.node_id})
-            return subscription
+        def ask_state_if_still_open() -> None:
+            if self._channels.get(topic) is channel:
+                self.request_state(channel)
 
-        self._subscriptions[topic] = asyncio.get_running_loop().create_task(subscribe_then_ask())
+        self.subscriptions.subscribe_channel(
+            topic, self.receiver.channel_topic, ask_state_if_still_open
+        )
 
     def channel_closed(self, channel: Channel) -> None:
         topic = self.topic_of(channel)
         if self._channels.get(topic) is channel:
             del self._channels[topic]
-            self._resyncs.forget(topic)
+            self.resyncs.forget(topic)
             self.gate.sequences.forget_topic(topic)
             self.outbox.forget(topic)
-        task = self._subscriptions.pop(topic, None)
-        if task is not None:
-            self._spawn(self._unsubscribe(task), "cluster unsubscribe")
+        self.subscriptions.unsubscribe_channel(topic)
 
     def message_sent(
         self,
@@ -247,18 +262,16 @@ class ClusterNode:
         self, channel: Channel, user_id: str, timeout: float | None
     ) -> User | None:
         """Ask the node hosting ``user_id`` for its live data (``None`` if nobody answers)."""
-        request_id = random_hex()
-        future: asyncio.Future[User | None] = asyncio.get_running_loop().create_future()
-        self._pending_gets[request_id] = future
+        request_id, answer = self._lookups.expect()
         fields = {"userId": user_id, "requestId": request_id, "fromNode": self.node_id}
         self._publish(channel, EnvelopeType.USER_GET_REQUEST, fields)
         try:
             async with asyncio.timeout(timeout or self.options.get_user_timeout):
-                return await future
+                return await answer
         except TimeoutError:
             return None
         finally:
-            self._pending_gets.pop(request_id, None)
+            self._lookups.discard(request_id)
 
     def broadcast_elsewhere(
         self, endpoint_path: str, channel_name: str, event: str, payload: dict[str, Any]
@@ -276,56 +289,10 @@ class ClusterNode:
         envelope = Envelope(EnvelopeType.USER_MESSAGE, self.node_id, name, channel_name, fields)
         self._enqueue(self.layout.channel(name, channel_name), envelope)
 
-    # -- resync --------------------------------------------------------------
-
     def resync(self, channel: Channel, reason: str) -> None:
         """Ask every node for the channel's state again; remote users nobody confirms
         within ``resync_window`` are dropped."""
-        unconfirmed = {uid for uid in channel.all_user_ids if not channel.has_user(uid)}
-        deadline = self.clock() + self.options.resync_window
-        self._resyncs.begin(self.topic_of(channel), unconfirmed, deadline)
-        self.stats.resyncs += 1
-        self._publish(channel, EnvelopeType.STATE_REQUEST, {"fromNode": self.node_id})
-        self.answer_state(channel)  # peers that lost our messages learn our truth unasked
-        log.info("resyncing channel %s (%s)", channel.name, reason)
-        if self.channel_resynced is not None:
-            self.channel_resynced(channel, reason)
-        for listener in list(self._resync_listeners):
-            try:
-                listener(channel.name, reason)
-            except Exception:
-                log.exception("resync listener failed")
-
-    def confirm(self, topic: str, node_id: str, user_ids: set[str]) -> None:
-        """A node answered a STATE_REQUEST: its listed users are confirmed."""
-        self._resyncs.confirm(topic, user_ids)
-
-    def _expire_resyncs(self, now: float) -> None:
-        for topic, unconfirmed in self._resyncs.expire(now):
-            channel = self._channels.get(topic)
-            if channel is not None:
-                for user_id in unconfirmed:
-                    channel.forget_remote(user_id)
-
-    def _bus_state_changed(self, state: BusState) -> None:
-        if state is BusState.DISCONNECTED:
-            self.outbox.bus_down = True
-            self.outbox.release_waiters()
-            log.warning("cluster bus disconnected; channels will resync when it is back")
-            return
-        self.outbox.bus_down = False
-        self.stats.reconnects += 1
-        self._send_heartbeat()
-        for channel in list(self._channels.values()):
-            self.resync(channel, "reconnect")
-
-    # -- outgoing ------------------------------------------------------------
-
-    def _publish(self, channel: Channel, kind: EnvelopeType, fields: dict[str, Any]) -> None:
-        envelope = Envelope(
-            kind, self.node_id, endpoint_name(channel.endpoint_path), channel.name, fields
-        )
-        self._enqueue(self.topic_of(channel), envelope)
+        self.resyncs.resync(channel, reason)
 
     async def wait_for_room(self) -> None:
         """Backpressure for client input (see :meth:`ClusterOutbox.wait_for_room`)."""
@@ -335,90 +302,24 @@ class ClusterNode:
         """Shutdown has begun: client input no longer waits for the outbox."""
         self.outbox.stop_backpressure()
 
+    # -- outgoing ------------------------------------------------------------
+
+    def _publish(self, channel: Channel, kind: EnvelopeType, fields: dict[str, Any]) -> None:
+        envelope = Envelope(
+            kind, self.node_id, endpoint_name(channel.endpoint_path), channel.name, fields
+        )
+        self._enqueue(self.topic_of(channel), envelope)
+
     def _enqueue(self, topic: str, envelope: Envelope) -> None:
         if self._closed or (self._alone is not None and self._alone()):
             return
         self.outbox.put(topic, envelope)
 
-    def _repair(self, topic: str, endpoint: str, channel_name: str) -> None:
-        """Envelopes of this channel were lost on the way out: publish our state of it (an
-        empty one if we have no members there any more), so peers drop the users we no
-        longer have, who would otherwise stay listed as ghosts after a lost USER_LEFT."""
-        channel = self._channels.get(topic)
-        users = channel.local_snapshot() if channel is not None else []
-        self._answer_state(topic, endpoint, channel_name, users)
+    def _send_heartbeat(self, heartbeat: Envelope) -> None:
+        self._enqueue(self.layout.heartbeat(), heartbeat)
 
-    def _send_heartbeat(self, *, leaving: bool = False) -> None:
-        self._enqueue(self.layout.heartbeat(), self.liveness.heartbeat(leaving=leaving))
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            self._send_heartbeat()
-            await asyncio.sleep(self.options.heartbeat_interval)
-
-    async def _liveness_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.options.liveness_check_interval)
-            now = self.clock()
-            for node_id in self.liveness.expire(now):
-                self._node_died(node_id)
-            self._expire_resyncs(now)
-
-    def node_heartbeat(self, node_id: str, timeout: float | None, *, leaving: bool = False) -> None:
-        heard = self.liveness.observe(node_id, timeout, self.clock(), leaving=leaving)
-        if heard is Heard.LEFT:
-            self.gate.sequences.forget_source(node_id)
-            return
-        if heard is not Heard.KNOWN:
-            self._send_heartbeat()  # it may have missed ours: it must know our timeout
-        if heard is Heard.RETURNED:
-            log.warning("node %s is back after being declared dead; resyncing", node_id)
-            for channel in list(self._channels.values()):
-                self.resync(channel, "node_returned")
-
-    def _node_died(self, node_id: str) -> None:
-        self.stats.dead_nodes += 1
-        self.gate.sequences.forget_source(node_id)
-        removed = 0
-        for channel in list(self._channels.values()):
-            for user_id in channel.remote_users_of(node_id):
-                channel.forget_remote(user_id)
-                removed += 1
-        log.warning(
-            "node %s stopped heartbeating: removed its %d channel members", node_id, removed
-        )
-
-    # -- incoming ------------------------------------------------------------
-
-    def _on_heartbeat_topic(self, topic: str, data: bytes) -> None:
-        envelope = self._accept(topic, data)
-        if envelope is not None and envelope.type is EnvelopeType.NODE_HEARTBEAT:
-            inbound.heartbeat(self, envelope)
-
-    def _receive(self, topic: str, data: bytes) -> None:
-        envelope = self._accept(topic, data)
-        channel = self._channels.get(topic)
-        if envelope is None or channel is None:
-            return
-        if envelope.type is not EnvelopeType.NODE_HEARTBEAT:
-            inbound.apply(self, channel, topic, envelope)
-
-    def _accept(self, topic: str, data: bytes) -> Envelope | None:
-        accepted = self.gate.accept(topic, data)
-        if accepted is None:
-            return None
-        envelope, gap = accepted
-        if gap:
-            self._gap(topic, envelope.source_node_id)
-        return envelope
-
-    def _gap(self, topic: str, source: str) -> None:
-        self.stats.gaps += 1
-        log.warning("messages from node %s on %s were lost; resyncing", source, topic)
-        channel = self._channels.get(topic)
-        channels = [channel] if channel is not None else list(self._channels.values())
-        for target in channels:  # a heartbeat-topic gap: the link itself dropped messages
-            self.resync(target, "gap")
+    def request_state(self, channel: Channel) -> None:
+        self._publish(channel, EnvelopeType.STATE_REQUEST, {"fromNode": self.node_id})
 
     def answer_state(self, channel: Channel) -> None:
         self._answer_state(
@@ -428,17 +329,19 @@ class ClusterNode:
             channel.local_snapshot(),
         )
 
+    def _repair(self, topic: str, endpoint: str, channel_name: str) -> None:
+        """Envelopes of this channel were lost on the way out: publish our state of it (an
+        empty one if we have no members there any more), so peers drop the users we no
+        longer have, who would otherwise stay listed as ghosts after a lost USER_LEFT."""
+        channel = self._channels.get(topic)
+        users = channel.local_snapshot() if channel is not None else []
+        self._answer_state(topic, endpoint, channel_name, users)
+
     def _answer_state(
         self, topic: str, endpoint: str, channel_name: str, users: list[dict[str, Any]]
     ) -> None:
-        pages = split_users(users)
-        state_id = random_hex() if len(pages) > 1 else None
-        for number, page in enumerate(pages, 1):
-            fields: dict[str, Any] = {"users": page}
-            if state_id is not None:
-                fields.update(stateId=state_id, statePage=number, statePages=len(pages))
-            kind = EnvelopeType.STATE_RESPONSE
-            self._enqueue(topic, Envelope(kind, self.node_id, endpoint, channel_name, fields))
+        for response in state_responses(self.node_id, endpoint, channel_name, users):
+            self._enqueue(topic, response)
 
     def answer_get(self, channel: Channel, user: User, request_id: str) -> None:
         fields = {
@@ -449,30 +352,14 @@ class ClusterNode:
         }
         self._publish(channel, EnvelopeType.USER_GET_RESPONSE, fields)
 
+    # -- what inbound handlers call back (inbound.InboundNode) --------------
+
+    def node_heartbeat(self, node_id: str, timeout: float | None, *, leaving: bool = False) -> None:
+        self.heartbeats.heard(node_id, timeout, leaving=leaving)
+
+    def confirm(self, topic: str, node_id: str, user_ids: set[str]) -> None:
+        """A node answered a STATE_REQUEST: its listed users are confirmed."""
+        self.resyncs.confirm(topic, user_ids)
+
     def resolve_get(self, request_id: str, user: User) -> None:
-        future = self._pending_gets.get(request_id)
-        if future is not None and not future.done():
-            future.set_result(user)
-
-    # -- subscriptions -------------------------------------------------------
-
-    async def _subscribe(
-        self, topic: str, handler: Callable[[str, bytes], None]
-    ) -> Subscription | None:
-        async def deliver(received_topic: str, data: bytes) -> None:
-            handler(received_topic, data)
-
-        try:
-            return await self.pubsub.subscribe(topic, deliver)
-        except PubSubClosedError:
-            return None
-        except Exception:
-            log.exception("subscribing to %s failed", topic)
-            return None
-
-    @staticmethod
-    async def _unsubscribe(task: asyncio.Task[Subscription | None]) -> None:
-        subscription = await task
-        if subscription is not None:
-            with contextlib.suppress(PubSubClosedError):
-                await subscription.cancel()
+        self._lookups.resolve(request_id, user)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+from pondsocket.cluster.envelope import Envelope, EnvelopeType
 from pondsocket.wire.codec import encoded_size
+from pondsocket.wire.ids import random_hex
 
 PAGE_BYTES = 128 * 1024
 """Budget for the users of one page (the envelope adds a few hundred bytes)."""
@@ -38,6 +40,22 @@ def split_users(
         pages[-1].append(user)
         used += size
     return pages
+
+
+def state_responses(
+    node_id: str, endpoint: str, channel_name: str, users: list[dict[str, Any]]
+) -> list[Envelope]:
+    """A node's answer about its ``users`` of a channel: one ``STATE_RESPONSE`` per page."""
+    pages = split_users(users)
+    state_id = random_hex() if len(pages) > 1 else None
+    responses = []
+    for number, page in enumerate(pages, 1):
+        fields: dict[str, Any] = {"users": page}
+        if state_id is not None:
+            fields.update(stateId=state_id, statePage=number, statePages=len(pages))
+        kind = EnvelopeType.STATE_RESPONSE
+        responses.append(Envelope(kind, node_id, endpoint, channel_name, fields))
+    return responses
 
 
 class PageAssembler:
