@@ -12,6 +12,8 @@ from pondsocket.wire import (
     encode_frame,
     protocol_error_frame,
 )
+from pondsocket.wire.codec import MAX_CLOSE_REASON, fit_close_reason, heartbeat_frame
+from pondsocket.wire.messages import ENDPOINT_CHANNEL
 
 VALID: dict[str, object] = {
     "action": "BROADCAST",
@@ -142,3 +144,17 @@ def test_malformed_but_valid_utf8_is_not_called_invalid_utf8() -> None:
     result = decode_client_message('{"action": "BROADCAST", "event": "é'.encode())
     assert isinstance(result, DecodeError)
     assert result.code is ErrorCode.INVALID_MESSAGE
+
+
+def test_close_reasons_fit_a_close_frame_without_splitting_a_character() -> None:
+    assert fit_close_reason("server shutting down") == "server shutting down"
+    assert fit_close_reason("x" * 123) == "x" * 123
+    cut = fit_close_reason("é" * 100)  # 200 bytes of 2-byte characters
+    assert cut == "é" * 61 and len(cut.encode()) == 122 <= MAX_CLOSE_REASON
+
+
+def test_heartbeat_frames_are_system_frames_with_a_fresh_request_id() -> None:
+    first, second = orjson.loads(heartbeat_frame()), orjson.loads(heartbeat_frame())
+    assert first["action"] == "SYSTEM" and first["event"] == "HEARTBEAT"
+    assert first["channelName"] == ENDPOINT_CHANNEL and first["payload"] == {}
+    assert first["requestId"] != second["requestId"]

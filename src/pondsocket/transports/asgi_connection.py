@@ -22,8 +22,7 @@ from pondsocket.core.options import OverflowPolicy
 from pondsocket.core.outlet import CloseCode
 from pondsocket.core.request import ConnectionRequest
 from pondsocket.transports.outbox import Outbox
-from pondsocket.wire.codec import encode_frame, new_request_id
-from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
+from pondsocket.wire.codec import fit_close_reason, heartbeat_frame
 
 if TYPE_CHECKING:
     from pondsocket.core.session import Session
@@ -223,11 +222,7 @@ class QueuedConnection:
     async def _heartbeat(self, interval: float) -> None:
         while not self._ended.done():
             await asyncio.sleep(interval)
-            self.send(
-                encode_frame(
-                    ServerAction.SYSTEM, EVENT_HEARTBEAT, ENDPOINT_CHANNEL, new_request_id(), {}
-                )
-            )
+            self.send(heartbeat_frame())
 
 
 # -- helpers -----------------------------------------------------------------
@@ -291,10 +286,7 @@ def close_args(code: int, reason: str) -> tuple[int, str]:
     if not sendable:
         log.warning("close code %d cannot be sent; closing with %d", code, CloseCode.NORMAL)
         code = CloseCode.NORMAL
-    encoded = reason.encode()
-    if len(encoded) > 123:  # the close frame payload is at most 125 bytes
-        reason = encoded[:123].decode(errors="ignore")
-    return int(code), reason
+    return int(code), fit_close_reason(reason)
 
 
 class TextCache:

@@ -22,13 +22,13 @@ from pondsocket.core.outlet import CloseCode
 from pondsocket.core.ratelog import RateLimitedLog
 from pondsocket.transports.batching import FrameCache, WriteBatcher
 from pondsocket.transports.host import Host
+from pondsocket.wire.codec import fit_close_reason
 
 __all__ = ["WebSocketOutlet"]
 
 log = logging.getLogger("pondsocket.standalone")
 # One line per 10 s for the whole server, however many slow clients drop frames.
 _drops = RateLimitedLog(log)
-_MAX_CLOSE_REASON = 123  # bytes: a close frame's payload is at most 125 (2 for the code)
 
 
 class WebSocketOutlet:
@@ -162,7 +162,7 @@ class WebSocketOutlet:
         self.flush()  # what was sent before closing goes before the close frame
         self._closing = True
         if self._protocol.state is OPEN:
-            reason = reason.encode()[:_MAX_CLOSE_REASON].decode(errors="ignore")
+            reason = fit_close_reason(reason)
             try:
                 try:
                     self._protocol.send_close(code, reason)

@@ -37,8 +37,7 @@ from pondsocket.transports.standalone_http import (
     text_response,
 )
 from pondsocket.transports.standalone_outlet import WebSocketOutlet
-from pondsocket.wire.codec import encode_frame, new_request_id
-from pondsocket.wire.messages import ENDPOINT_CHANNEL, EVENT_HEARTBEAT, ServerAction
+from pondsocket.wire.codec import heartbeat_frame
 
 __all__ = ["StandaloneServer"]
 
@@ -268,9 +267,7 @@ class StandaloneServer:
         # One timer for the whole server, one encoded frame per tick shared by everyone.
         while True:
             await asyncio.sleep(interval)
-            frame = encode_frame(
-                ServerAction.SYSTEM, EVENT_HEARTBEAT, ENDPOINT_CHANNEL, new_request_id(), {}
-            )
+            frame = heartbeat_frame()
             for outlet in list(self._outlets):
                 outlet.send(frame)
 

@@ -17,6 +17,7 @@ from pondsocket.errors import PayloadError
 from pondsocket.wire.ids import random_uuid
 from pondsocket.wire.messages import (
     ENDPOINT_CHANNEL,
+    EVENT_HEARTBEAT,
     EVENT_INVALID_MESSAGE,
     ClientMessage,
     ErrorCode,
@@ -177,3 +178,23 @@ def protocol_error_frame(error: DecodeError) -> bytes:
         error.request_id or new_request_id(),
         error_payload(error.code.value, error.message, error.status),
     )
+
+
+def heartbeat_frame() -> bytes:
+    """The application-level heartbeat (``PondOptions.app_heartbeat_interval``): a
+    ``SYSTEM`` frame on the endpoint channel, with a fresh request id each tick."""
+    return encode_frame(
+        ServerAction.SYSTEM, EVENT_HEARTBEAT, ENDPOINT_CHANNEL, new_request_id(), {}
+    )
+
+
+MAX_CLOSE_REASON = 123
+"""Bytes of a close reason: a close frame's payload is at most 125, 2 of them the code."""
+
+
+def fit_close_reason(reason: str) -> str:
+    """``reason`` cut to :data:`MAX_CLOSE_REASON` UTF-8 bytes, never inside a character."""
+    encoded = reason.encode()
+    if len(encoded) <= MAX_CLOSE_REASON:
+        return reason
+    return encoded[:MAX_CLOSE_REASON].decode(errors="ignore")
